@@ -1,0 +1,111 @@
+"""The typed contract every store backend satisfies (SQLite now; PostgreSQL and remote FHIR later).
+
+One contract suite (tests/store/) runs against every implementation, so callers above this layer
+never depend on which backend they talk to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from fhirgate.core.fhir.indexing import IndexRows
+    from fhirgate.core.fhir.search import SearchQuery
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored: body carries meta.versionId and meta.lastUpdated."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: str
+    body: Resource
+    deleted: bool = False
+
+    @property
+    def ref(self) -> str:
+        """The relative reference `Type/id`."""
+        return f"{self.resource_type}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of search results: matches in order, then _include/_revinclude extras."""
+
+    matches: list[StoredResource]
+    included: list[StoredResource] = field(default_factory=list)
+    # Total matches when the backend counted them (SearchQuery.total), else None.
+    total: int | None = None
+    # Offset of the next page, or None when this page is the last.
+    next_offset: int | None = None
+
+
+@runtime_checkable
+class FhirStore(Protocol):
+    """A FHIR R4 resource store with versioned history and search."""
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """The current version, or None when absent or deleted."""
+        ...
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        """One historical version, or None."""
+        ...
+
+    def history(self, resource_type: str, id: str) -> list[StoredResource]:
+        """Every version, newest first (FHIR R4 §3.1.0.4 history)."""
+        ...
+
+    def write(
+        self, resources: Sequence[Resource], *, index: Sequence[IndexRows] | None = None
+    ) -> list[StoredResource]:
+        """Create or update resources atomically: all are stored, or none.
+
+        Each resource needs resourceType and id. The store assigns meta.versionId (previous + 1)
+        and meta.lastUpdated, keeps the previous version in history, and writes every search index.
+        `index`, when given, holds rows already extracted for each resource (same order), so a
+        loader can extract in worker processes.
+        """
+        ...
+
+    def delete(self, resource_type: str, id: str) -> bool:
+        """Delete the current version (history kept); False when there was nothing to delete."""
+        ...
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Run a parsed search (see core.fhir.search.parse_search)."""
+        ...
+
+    def compartment_page(
+        self,
+        patient_id: str,
+        *,
+        types: Sequence[str] | None = None,
+        since: str | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> SearchPage:
+        """Patient $everything as an index lookup: the Patient and its compartment, paged."""
+        ...
+
+    def find_ids(self, resource_type: str, params: Mapping[str, str]) -> list[str]:
+        """Ids matching simple search params (for conditional references such as `Practitioner?identifier=s|v`)."""
+        ...
+
+    def iter_type(self, resource_type: str) -> Iterator[StoredResource]:
+        """Every current resource of a type (bulk export)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Current resources per type."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
