@@ -23,7 +23,7 @@ def parse_date_range(value: str) -> tuple[float, float]:
     """
     match = _DATE_RE.match(value.strip())
     if not match:
-        raise ValueError(f"not a FHIR date: expected YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|+hh:mm]]]]")
+        raise ValueError("not a FHIR date: expected YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|+hh:mm]]]]")
     g = match.groupdict()
     year = int(g["y"])
     month = int(g["m"] or 1)
@@ -32,7 +32,7 @@ def parse_date_range(value: str) -> tuple[float, float]:
     minute = int(g["M"] or 0)
     second = int(g["S"] or 0)
     frac = g["f"]
-    micro = int(round(float(frac) * 1_000_000)) if frac else 0
+    micro = round(float(frac) * 1_000_000) if frac else 0
     if micro >= 1_000_000:
         micro = 999_999
     try:

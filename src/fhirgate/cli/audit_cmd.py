@@ -1,0 +1,108 @@
+"""`fhirgate audit verify|tail|export`: prove the audit chain intact and read it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fhirgate.config import DataDir
+from fhirgate.database import resolve_key
+from fhirgate.errors import ConfigError
+
+AddData = Callable[[argparse.ArgumentParser], None]
+
+
+def register(sub: Any, add_data: AddData) -> None:
+    """Add the audit sub-command and its verbs."""
+    p = sub.add_parser("audit", help="verify, read and export the tamper-evident audit log")
+    verbs = p.add_subparsers(dest="audit_command", metavar="VERB")
+    verbs.required = True
+
+    v = verbs.add_parser("verify", help="check the hash chain; names any edited, deleted or reordered record")
+    add_data(v)
+    v.set_defaults(handler=cmd_verify)
+
+    t = verbs.add_parser("tail", help="print the last audit records")
+    add_data(t)
+    t.add_argument("-n", type=int, default=20, help="how many records (default 20)")
+    t.add_argument("--json", action="store_true", help="one JSON record per line")
+    t.set_defaults(handler=cmd_tail)
+
+    e = verbs.add_parser("export", help="export audit records (FHIR AuditEvent per IHE BALP, or raw JSON)")
+    add_data(e)
+    e.add_argument("--format", choices=("fhir", "json"), default="fhir")
+    e.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
+    e.add_argument("--since", type=int, default=0, metavar="SEQ", help="only records after this sequence number")
+    e.set_defaults(handler=cmd_export)
+
+
+def open_audit_log(args: argparse.Namespace) -> Any:
+    """The data directory's audit log (read for verification and export)."""
+    from fhirgate.audit.log import AuditLog
+
+    data_dir = DataDir(args.data)
+    if not data_dir.audit_path.exists():
+        raise ConfigError(f"no audit log in {data_dir.path}")
+    return AuditLog(data_dir.audit_path, key=resolve_key(args.key_file), chain_key=data_dir.secret("audit-chain"))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the chain verifies, 4 when any record was tampered with."""
+    from fhirgate.audit.verify import verify
+
+    log = open_audit_log(args)
+    try:
+        report = verify(log)
+    finally:
+        log.close()
+    if report.ok:
+        print(f"audit chain OK: {report.checked} records verified")
+        return 0
+    print(f"audit chain BROKEN: {len(report.problems)} problem(s) in {report.checked} records", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", file=sys.stderr)
+    return 4
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Print the newest records, oldest first."""
+    log = open_audit_log(args)
+    try:
+        entries = log.tail(max(1, args.n))
+    finally:
+        log.close()
+    for entry in entries:
+        r = entry.record
+        if args.json:
+            print(r.to_json().decode())
+            continue
+        refs = len(r.references)
+        print(
+            f"{entry.seq:>7} {r.time} {r.outcome:<9} {r.method} {r.name or '-'} sub={r.sub or '-'} "
+            f"patients={','.join(r.patients) or '-'} refs={refs} {r.latency_ms:.1f}ms"
+            + (f" reason={r.reason}" if r.reason else "")
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write AuditEvent NDJSON (format fhir) or raw records (format json)."""
+    import orjson
+
+    from fhirgate.audit.balp import to_audit_event
+
+    log = open_audit_log(args)
+    count = 0
+    with contextlib.ExitStack() as stack:
+        stack.callback(log.close)
+        out = stack.enter_context(Path(args.out).open("wb")) if args.out else sys.stdout.buffer
+        for entry in log.iter(since_seq=args.since):
+            doc = to_audit_event(entry) if args.format == "fhir" else orjson.loads(entry.record.to_json())
+            out.write(orjson.dumps(doc) + b"\n")
+            count += 1
+    print(f"exported {count} audit records", file=sys.stderr)
+    return 0
