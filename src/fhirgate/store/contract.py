@@ -62,9 +62,7 @@ class FhirStore(Protocol):
         """Every version, newest first (FHIR R4 §3.1.0.4 history)."""
         ...
 
-    def write(
-        self, resources: Sequence[Resource], *, index: Sequence[IndexRows] | None = None
-    ) -> list[StoredResource]:
+    def write(self, resources: Sequence[Resource], *, index: Sequence[IndexRows] | None = None) -> list[StoredResource]:
         """Create or update resources atomically: all are stored, or none.
 
         Each resource needs resourceType and id. The store assigns meta.versionId (previous + 1)

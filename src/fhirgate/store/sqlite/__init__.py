@@ -1,1 +1,5 @@
-"""store/sqlite"""
+"""The embedded SQLite store backend."""
+
+from fhirgate.store.sqlite.store import SqliteStore
+
+__all__ = ["SqliteStore"]

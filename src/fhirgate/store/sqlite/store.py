@@ -1,0 +1,344 @@
+"""SqliteStore: the embedded FhirStore backend (one SQLite file, optionally encrypted with SQLite3MC).
+
+Threading: one apsw connection per thread (threading.local), so readers run concurrently under WAL;
+writes are serialized by an in-process lock plus BEGIN IMMEDIATE (SQLite allows one writer anyway).
+"""
+
+# ruff: noqa: S608 - SQL is assembled only from fixed fragments and table names; every value is bound.
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import apsw
+import orjson
+
+from fhirgate.core.fhir.dates import now_instant, parse_date_range
+from fhirgate.core.fhir.indexing import IndexRows
+from fhirgate.core.fhir.search import SearchQuery, parse_search
+from fhirgate.database import open_sqlite
+from fhirgate.errors import FhirgateError, InvalidInput, StoreError
+from fhirgate.store.contract import Resource, SearchPage, StoredResource
+from fhirgate.store.sqlite.query import COLUMNS, SqlBuilder
+from fhirgate.store.sqlite.schema import create_schema, create_value_indexes, drop_value_indexes
+from fhirgate.store.sqlite.writer import ParamIds, delete_index_rows, write_batch
+
+_ITER_CHUNK = 500
+_INCLUDE_LIMIT = 1000
+
+
+def _row(row: Any) -> StoredResource:
+    _, rtype, id_, version, lu, deleted, body = row
+    return StoredResource(rtype, id_, int(version), lu, orjson.loads(body), bool(deleted))
+
+
+def _scalar(conn: apsw.Connection, sql: str, args: Sequence[Any]) -> int:
+    row: Any = conn.execute(sql, args).fetchone()
+    return int(row[0])
+
+
+def _extract(resources: Sequence[Resource]) -> list[IndexRows]:
+    from fhirgate.core.fhir.extract import extract
+
+    return [extract(r) for r in resources]
+
+
+class SqliteStore:
+    """A FhirStore in one SQLite file: current resources, history, and per-type search indexes."""
+
+    def __init__(self, path: Path, *, key: str | None = None) -> None:
+        self._path = Path(path)
+        self._key = key
+        self._local = threading.local()
+        self._conns: list[apsw.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._params = ParamIds()
+        self._sql = SqlBuilder(self._pid)
+        self._closed = False
+        conn = self._conn()
+        try:
+            with self._write_lock:
+                create_schema(conn)
+        except (apsw.Error, ValueError) as exc:
+            self.close()
+            raise StoreError(f"{self._path.name}: cannot initialise store schema: {exc}") from None
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _conn(self) -> apsw.Connection:
+        conn: apsw.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("store is closed")
+            conn = open_sqlite(self._path, key=self._key)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _pid(self, rtype: str, code: str) -> int:
+        return self._params.lookup(self._conn(), rtype, code)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[apsw.Connection]:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                self._params.load(conn)  # ids handed out in this transaction are gone
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except FhirgateError:
+            raise
+        except apsw.Error as exc:
+            raise StoreError(f"{what} failed: {type(exc).__name__}") from None
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        """The current version, or None when absent or deleted."""
+        with self._errors("read"):
+            row = (
+                self._conn()
+                .execute(
+                    f"SELECT {COLUMNS} FROM resources r WHERE type = ? AND id = ? AND deleted = 0",
+                    (resource_type, id),
+                )
+                .fetchone()
+            )
+        return None if row is None else _row(row)
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        """One historical version (deleted versions included, flagged), or None."""
+        return next((v for v in self.history(resource_type, id) if v.version == version), None)
+
+    def history(self, resource_type: str, id: str) -> list[StoredResource]:
+        """Every version, newest first (FHIR R4 §3.1.0.4 history)."""
+        with self._errors("history"):
+            conn = self._conn()
+            current = conn.execute(
+                f"SELECT {COLUMNS} FROM resources r WHERE type = ? AND id = ?",
+                (resource_type, id),
+            ).fetchone()
+            if current is None:
+                return []
+            older = conn.execute(
+                "SELECT rid, ?, ?, version, lu, deleted, body FROM history WHERE rid = ? ORDER BY version DESC",
+                (resource_type, id, current[0]),
+            ).fetchall()
+        return [_row(current), *(_row(r) for r in older)]
+
+    def iter_type(self, resource_type: str) -> Iterator[StoredResource]:
+        """Every current resource of a type, in insertion order, read in chunks (keyset paging)."""
+        last = 0
+        while True:
+            with self._errors("iter_type"):
+                rows: list[Any] = (
+                    self._conn()
+                    .execute(
+                        f"SELECT {COLUMNS} FROM resources r WHERE type = ? AND deleted = 0 AND rid > ?"
+                        " ORDER BY rid LIMIT ?",
+                        (resource_type, last, _ITER_CHUNK),
+                    )
+                    .fetchall()
+                )
+            yield from (_row(r) for r in rows)
+            if len(rows) < _ITER_CHUNK:
+                return
+            last = rows[-1][0]
+
+    def counts(self) -> dict[str, int]:
+        """Current resources per type."""
+        with self._errors("counts"):
+            rows: list[Any] = (
+                self._conn()
+                .execute("SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type ORDER BY type")
+                .fetchall()
+            )
+        return {t: int(n) for t, n in rows}
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def write(self, resources: Sequence[Resource], *, index: Sequence[IndexRows] | None = None) -> list[StoredResource]:
+        """Create or update resources atomically: all are stored with their index rows, or none."""
+        if not resources:
+            return []
+        if index is not None and len(index) != len(resources):
+            raise InvalidInput("index", f"{len(index)} index entries for {len(resources)} resources")
+        rows = list(index) if index is not None else _extract(resources)
+        with self._errors("write"), self._transaction() as conn:
+            return write_batch(conn, self._params, resources, rows, now_instant())
+
+    def delete(self, resource_type: str, id: str) -> bool:
+        """Delete the current version (history kept, version incremented); False when nothing to delete."""
+        now = now_instant()
+        epoch = parse_date_range(now)[0]
+        with self._errors("delete"), self._transaction() as conn:
+            row = conn.execute(
+                "SELECT rid, version FROM resources WHERE type = ? AND id = ? AND deleted = 0", (resource_type, id)
+            ).fetchone()
+            if row is None:
+                return False
+            rid, version = int(row[0]), int(row[1]) + 1
+            conn.execute(
+                "INSERT INTO history(rid, version, lu, deleted, body)"
+                " SELECT rid, version, lu, deleted, body FROM resources WHERE rid = ?",
+                (rid,),
+            )
+            delete_index_rows(conn, [(rid,)])
+            tomb = {"resourceType": resource_type, "id": id, "meta": {"versionId": str(version), "lastUpdated": now}}
+            conn.execute(
+                "UPDATE resources SET version = ?, lu = ?, lue = ?, deleted = 1, body = ? WHERE rid = ?",
+                (version, now, epoch, orjson.dumps(tomb).decode(), rid),
+            )
+        return True
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Drop search indexes for a large initial load and rebuild them on exit (also on error).
+
+        Searches stay correct meanwhile (they scan instead of seek). Only worth it when loading far
+        more rows than the store already holds; see benchmarks/sqlite_driver.py.
+        """
+        with self._errors("bulk"), self._write_lock:
+            drop_value_indexes(self._conn())
+        try:
+            yield
+        finally:
+            with self._errors("bulk"), self._write_lock:
+                conn = self._conn()
+                create_value_indexes(conn)
+                conn.execute("ANALYZE")
+
+    # -- search --------------------------------------------------------------------------------------
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Run a parsed search: one page of matches, then _include/_revinclude extras (deduplicated)."""
+        with self._errors("search"):
+            conn = self._conn()
+            total: int | None = None
+            if query.total or query.count == 0:
+                sql, args = self._sql.count(query)
+                total = _scalar(conn, sql, args)
+            if query.count == 0:
+                return SearchPage(matches=[], total=total, next_offset=None)
+            sql, args = self._sql.select(query, query.count + 1)
+            rows: list[Any] = conn.execute(sql, args).fetchall()
+            more = len(rows) > query.count
+            rows = rows[: query.count]
+            included = self._included(conn, query, [r[0] for r in rows]) if rows else []
+        return SearchPage(
+            matches=[_row(r) for r in rows],
+            included=included,
+            total=total,
+            next_offset=query.offset + query.count if more else None,
+        )
+
+    def _included(self, conn: apsw.Connection, query: SearchQuery, rids: list[int]) -> list[StoredResource]:
+        seen = set(rids)
+        out: list[StoredResource] = []
+        rid_list = orjson.dumps(rids).decode()
+        for inc in query.includes:
+            args: list[Any] = [rid_list, self._pid(inc.source_type, inc.param)]
+            cond = ""
+            if inc.target_type is not None:
+                cond += " AND x.ttype = ?"
+                args.append(inc.target_type)
+            if query.compartment is not None:
+                cond += " AND " + self._sql.compartment("r", query.compartment, args)
+            sql = (
+                f"SELECT DISTINCT {COLUMNS} FROM ix_reference x JOIN resources r"
+                " ON r.type = x.ttype AND r.id = x.tid"
+                f" WHERE x.rid IN (SELECT value FROM json_each(?)) AND x.pid = ? AND r.deleted = 0{cond}"
+                " ORDER BY r.rid LIMIT ?"
+            )
+            out += self._add_new(conn.execute(sql, [*args, _INCLUDE_LIMIT]).fetchall(), seen)
+        for inc in query.revincludes:
+            args = [rid_list, self._pid(inc.source_type, inc.param)]
+            cond = ""
+            if query.compartment is not None:
+                cond = " AND " + self._sql.compartment("r", query.compartment, args)
+            sql = (
+                f"SELECT DISTINCT {COLUMNS} FROM resources m JOIN ix_reference x"
+                " ON x.tid = m.id AND x.ttype = m.type JOIN resources r ON r.rid = x.rid"
+                f" WHERE m.rid IN (SELECT value FROM json_each(?)) AND x.pid = ? AND r.deleted = 0{cond}"
+                " ORDER BY r.rid LIMIT ?"
+            )
+            out += self._add_new(conn.execute(sql, [*args, _INCLUDE_LIMIT]).fetchall(), seen)
+        return out
+
+    @staticmethod
+    def _add_new(rows: list[Any], seen: set[int]) -> list[StoredResource]:
+        fresh = [r for r in rows if r[0] not in seen]
+        seen.update(r[0] for r in fresh)
+        return [_row(r) for r in fresh]
+
+    def compartment_page(
+        self,
+        patient_id: str,
+        *,
+        types: Sequence[str] | None = None,
+        since: str | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> SearchPage:
+        """Patient $everything as an index lookup: the Patient first, then its compartment by insertion order."""
+        if count < 0 or offset < 0:
+            raise InvalidInput("count" if count < 0 else "offset", "must not be negative")
+        args: list[Any] = []
+        where = "r.deleted = 0 AND " + self._sql.compartment("r", patient_id, args)
+        if types:
+            where += f" AND r.type IN ({','.join('?' * len(types))})"
+            args += list(types)
+        if since is not None:
+            try:
+                where += " AND r.lue >= ?"
+                args.append(parse_date_range(since)[0])
+            except ValueError:
+                raise InvalidInput("since", "not a FHIR instant", "YYYY-MM-DDThh:mm:ss[.fff]Z") from None
+        with self._errors("compartment"):
+            conn = self._conn()
+            total = _scalar(conn, f"SELECT count(*) FROM resources r WHERE {where}", args)
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM resources r WHERE {where}"
+                " ORDER BY (r.type = 'Patient' AND r.id = ?) DESC, r.rid LIMIT ? OFFSET ?",
+                [*args, patient_id, count, offset],
+            ).fetchall()
+        more = offset + len(rows) < total
+        return SearchPage([_row(r) for r in rows], total=total, next_offset=offset + count if more else None)
+
+    def find_ids(self, resource_type: str, params: Mapping[str, str]) -> list[str]:
+        """Ids matching simple search params (conditional references such as `identifier=system|value`)."""
+        query = parse_search(resource_type, list(params.items()))
+        args: list[Any] = []
+        where = self._sql.where(query, args)
+        with self._errors("find_ids"):
+            rows: list[Any] = (
+                self._conn()
+                .execute(f"SELECT r.id FROM resources r WHERE {where} ORDER BY r.rid LIMIT 1000", args)
+                .fetchall()
+            )
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        """Close every connection this store opened (from any thread)."""
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with suppress(apsw.Error):
+                conn.close()
+        self._local = threading.local()

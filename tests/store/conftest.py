@@ -1,0 +1,41 @@
+"""The `store` fixture: every FhirStore implementation runs the same contract suite.
+
+To add a backend, append one `pytest.param(factory, id=...)` to STORE_FACTORIES; a factory takes a
+temporary directory and returns an empty store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from fhirgate.store.contract import FhirStore
+from fhirgate.store.sqlite import SqliteStore
+
+StoreFactory = Callable[[Path], FhirStore]
+
+STORE_FACTORIES = [
+    pytest.param(lambda d: SqliteStore(d / "store.db"), id="sqlite"),
+    pytest.param(lambda d: SqliteStore(d / "store.db", key="test-key-1"), id="sqlite-encrypted"),
+]
+
+
+@pytest.fixture(params=STORE_FACTORIES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FhirStore]:
+    """An empty store of each implementation, closed afterwards."""
+    factory: StoreFactory = request.param
+    instance = factory(tmp_path)
+    assert isinstance(instance, FhirStore)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="module", params=STORE_FACTORIES)
+def shared_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirStore]:
+    """One empty store per implementation shared by a module's read-only tests (faster than one per test)."""
+    factory: StoreFactory = request.param
+    instance = factory(tmp_path_factory.mktemp("store"))
+    yield instance
+    instance.close()
