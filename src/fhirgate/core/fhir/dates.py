@@ -7,9 +7,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 _DATE_RE = re.compile(
-    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
-    r"(?:T(?P<H>\d{2})(?::(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"^(?P<y>[0-9]{4})(?:-(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})"
+    r"(?:T(?P<H>[0-9]{2})(?::(?P<M>[0-9]{2})(?::(?P<S>[0-9]{2})(?P<f>\.[0-9]+)?)?)?"
+    r"(?P<tz>Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"
 )
 
 _EPS = 1e-6  # one microsecond: the high bound is inclusive
@@ -44,27 +44,32 @@ def parse_date_range(value: str) -> tuple[float, float]:
         sign = 1 if tz[0] == "+" else -1
         offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
         start -= sign * offset
+    try:
+        end = _range_end(start, g, year, month, frac)
+    except OverflowError:  # 9999-12-31 and the like: the range runs to the end of representable time
+        end = datetime.max.replace(tzinfo=UTC)
+    return start.timestamp(), end.timestamp() - _EPS
+
+
+def _range_end(start: datetime, g: dict[str, str | None], year: int, month: int, frac: str | None) -> datetime:
+    """The exclusive end of the interval a value of the given precision denotes."""
     if g["m"] is None:
-        end = start.replace(year=year + 1)
-    elif g["d"] is None:
-        days = calendar.monthrange(year, month)[1]
-        end = start + timedelta(days=days)
-    elif g["H"] is None:
-        end = start + timedelta(days=1)
-    elif g["S"] is None:
-        end = start + timedelta(minutes=1)
-    elif frac is None:
-        end = start + timedelta(seconds=1)
-    else:
-        digits = len(frac) - 1
-        end = start + timedelta(microseconds=max(1, 10 ** max(0, 6 - digits)))
-    low = start.timestamp()
-    return low, end.timestamp() - _EPS
+        return start.replace(year=year + 1) if year < 9999 else datetime.max.replace(tzinfo=UTC)
+    if g["d"] is None:
+        return start + timedelta(days=calendar.monthrange(year, month)[1])
+    if g["H"] is None:
+        return start + timedelta(days=1)
+    if g["S"] is None:
+        return start + timedelta(minutes=1)
+    if frac is None:
+        return start + timedelta(seconds=1)
+    return start + timedelta(microseconds=max(1, 10 ** max(0, 6 - (len(frac) - 1))))
 
 
 def epoch_to_instant(seconds: float) -> str:
     """An epoch second count as a FHIR instant in UTC."""
-    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+    limit = datetime.max.replace(tzinfo=UTC).timestamp() - 1
+    return datetime.fromtimestamp(min(seconds, limit), tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def now_instant() -> str:
