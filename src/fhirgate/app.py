@@ -1,0 +1,143 @@
+"""Wiring: build the Gateway, the MCP server and its transports from a data directory.
+
+The CLI (`fhirgate serve`) calls `run_stdio` / `run_http`; tests and embedders use `build_gateway`,
+`build_verifier` and `create_http_app` directly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import anyio
+from starlette.applications import Starlette
+
+from fhirgate.audit.log import AuditLog
+from fhirgate.auth.devissuer import load_trusted_issuer
+from fhirgate.auth.tokens import TokenVerifier, TrustedIssuer
+from fhirgate.config import DataDir, Settings
+from fhirgate.errors import ConfigError
+from fhirgate.mcp.http import LOOPBACK_HOSTS, build_http_app
+from fhirgate.mcp.server import build_server
+from fhirgate.mcp.stdio import stdio_principal
+from fhirgate.service.gateway import Gateway
+from fhirgate.store.factory import open_store
+
+
+def build_gateway(data_dir: DataDir, *, key: str | None) -> Gateway:
+    """The Gateway over the data directory's store and audit log (the store must exist)."""
+    store = open_store(data_dir, key=key, create=False)
+    try:
+        audit = AuditLog(data_dir.audit_path, key=key, chain_key=data_dir.secret("audit-chain"))
+    except Exception:
+        store.close()
+        raise
+    return Gateway(store, audit, data_dir.secret("cursor"))
+
+
+def trusted_issuers(data_dir: DataDir, settings: Settings) -> list[TrustedIssuer]:
+    """Issuers from fhirgate.toml [auth], plus the local dev issuer when trust_dev_issuer is set."""
+    issuers: list[TrustedIssuer] = []
+    for item in settings.issuers:
+        if item.jwks_url is not None:
+            issuers.append(TrustedIssuer(item.issuer, jwks_url=item.jwks_url, algorithms=item.algorithms))
+        else:
+            pem_path = Path(str(item.public_key_file)).expanduser()
+            if not pem_path.is_absolute():
+                pem_path = data_dir.path / pem_path
+            try:
+                pem = pem_path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"issuer {item.issuer}: cannot read {pem_path} ({exc.strerror})") from None
+            issuers.append(TrustedIssuer(item.issuer, public_key_pem=pem, algorithms=item.algorithms))
+    if settings.trust_dev_issuer:
+        issuers.append(load_trusted_issuer(data_dir.keys_dir))
+    return issuers
+
+
+def build_verifier(data_dir: DataDir, settings: Settings | None = None) -> TokenVerifier | None:
+    """A TokenVerifier for this server's audience (settings.resource_url), or None without issuers."""
+    settings = settings or data_dir.settings()
+    issuers = trusted_issuers(data_dir, settings)
+    return TokenVerifier(issuers, settings.resource_url) if issuers else None
+
+
+def create_http_app(data_dir: DataDir, *, key: str | None, host: str = "127.0.0.1") -> Starlette:
+    """The Starlette app for `fhirgate serve --http` (the gateway closes with the app's lifespan)."""
+    settings = data_dir.settings()
+    verifier = build_verifier(data_dir, settings)
+    if verifier is None:
+        raise ConfigError(
+            "no trusted token issuer: add [[auth.issuers]] to fhirgate.toml or set auth.trust_dev_issuer = true"
+        )
+    gateway = build_gateway(data_dir, key=key)
+    return build_http_app(
+        gateway,
+        verifier=verifier,
+        resource_url=settings.resource_url,
+        authorization_servers=[i.issuer for i in trusted_issuers(data_dir, settings)],
+        host=host,
+        allowed_origins=settings.allowed_origins,
+        close_gateway=True,
+    )
+
+
+def run_http(
+    data_dir: DataDir,
+    *,
+    key: str | None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    **uvicorn_options: Any,
+) -> None:
+    """Serve Streamable HTTP with uvicorn until interrupted; TLS when certfile and keyfile are given."""
+    import uvicorn
+
+    if bool(certfile) != bool(keyfile):
+        raise ConfigError("give both certfile and keyfile for HTTPS")
+    app = create_http_app(data_dir, key=key, host=host)
+    resource_url = data_dir.settings().resource_url
+    parsed = urlparse(resource_url)
+    default_port = 443 if parsed.scheme == "https" else 80
+    if host in LOOPBACK_HOSTS and (parsed.port or default_port) != port:
+        print(
+            f"warning: server.resource_url is {resource_url} but the server listens on port {port}; tokens "
+            "must carry that URL as audience and clients discover metadata there (set server.resource_url).",
+            file=sys.stderr,
+        )
+    if host not in LOOPBACK_HOSTS and not certfile:
+        print(
+            f"warning: serving plain HTTP on {host}; bearer tokens and PHI cross the network unencrypted. "
+            "Use --certfile/--keyfile or a TLS-terminating proxy.",
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        log_level=uvicorn_options.pop("log_level", "warning"),
+        **uvicorn_options,
+    )
+
+
+def run_stdio(data_dir: DataDir, *, key: str | None, token: str | None = None, profile: str | None = None) -> None:
+    """Serve one client over stdin/stdout as the principal from `token` or `profile` (one is required)."""
+    settings = data_dir.settings()
+    principal = stdio_principal(
+        token=token,
+        profile=profile,
+        verifier=build_verifier(data_dir, settings) if token else None,
+        profiles=settings.extra.get("profiles", {}),
+    )
+    gateway = build_gateway(data_dir, key=key)
+    try:
+        server = build_server(gateway, transport="stdio", principal=principal)
+        anyio.run(server.run_stdio_async)
+    finally:
+        gateway.close()

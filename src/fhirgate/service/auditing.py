@@ -1,0 +1,143 @@
+"""Writing the one audit record a request gets, and what a use case collects for it as it runs.
+
+HIPAA 45 CFR 164.312(b) (audit controls): every access to PHI is recorded, allowed or refused. A
+record is written BEFORE the response leaves; if the write fails, the request fails with AuditError
+(no audit, no data). Records keep ids of patients and resources touched, never PHI values.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fhirgate.audit.record import AuditRecord
+from fhirgate.errors import AuditError
+from fhirgate.service.context import RequestContext
+
+
+class AuditSink(Protocol):
+    """Where records go (fhirgate.audit.log.AuditLog satisfies it)."""
+
+    def append(self, record: AuditRecord) -> int: ...
+
+
+@dataclass(slots=True)
+class Trail:
+    """What one use case touched, filled in while it runs and written as one record at the end."""
+
+    interaction: str
+    balp_kind: str = "query"
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    resource_type: str | None = None
+    query_params: list[str] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    # Set when a refusal is reported to the caller as not-found (reads by id): the record still says why.
+    masked_denial: str | None = None
+
+    def touch(self, ref: str, patients: tuple[str, ...] | list[str]) -> None:
+        """Note one resource returned and the patients whose compartment holds it."""
+        self.references.append(ref)
+        self.patients.extend(patients)
+
+
+class AuditWriter:
+    """Builds AuditRecords from a RequestContext and appends them; one record per request, enforced."""
+
+    def __init__(self, sink: AuditSink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+
+    def write(
+        self,
+        ctx: RequestContext,
+        *,
+        outcome: str,
+        interaction: str,
+        balp_kind: str = "query",
+        reason: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        resource_type: str | None = None,
+        query_params: list[str] | None = None,
+        patients: list[str] | tuple[str, ...] = (),
+        references: list[str] | tuple[str, ...] = (),
+    ) -> None:
+        """Append the request's record; raises AuditError if it cannot be written or was written already."""
+        if ctx.audited:
+            raise AuditError(f"request {ctx.request_id} already has its audit record")
+        try:
+            record = AuditRecord.new(
+                request_id=ctx.request_id,
+                transport=ctx.transport,
+                method=ctx.method,
+                name=ctx.name,
+                principal=ctx.principal,
+                interaction=interaction,
+                balp_kind=balp_kind,
+                outcome=outcome,
+                arguments=arguments,
+                resource_type=resource_type,
+                query_params=query_params,
+                patients=patients,
+                references=references,
+                reason=reason,
+                latency_ms=ctx.elapsed_ms(),
+                client_address=ctx.client_address,
+            )
+            with self._lock:
+                self._sink.append(record)
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise AuditError(f"audit record could not be written ({type(exc).__name__})") from None
+        ctx.audited = True
+
+    def write_trail(self, ctx: RequestContext, trail: Trail, *, outcome: str, reason: str | None) -> None:
+        """Append the record for a use case from its Trail."""
+        self.write(
+            ctx,
+            outcome=outcome,
+            interaction=trail.interaction,
+            balp_kind=trail.balp_kind,
+            reason=reason,
+            arguments=trail.arguments,
+            resource_type=trail.resource_type,
+            query_params=trail.query_params,
+            patients=trail.patients,
+            references=trail.references,
+        )
+
+    def write_unauthenticated(
+        self,
+        *,
+        request_id: str,
+        transport: str,
+        method: str,
+        outcome: str,
+        reason: str,
+        client_address: str | None,
+        latency_ms: float,
+        name: str | None = None,
+    ) -> None:
+        """Append the record for a request refused or answered before any principal was established."""
+        try:
+            record = AuditRecord.new(
+                request_id=request_id,
+                transport=transport,
+                method=method,
+                name=name,
+                interaction=method,
+                balp_kind="query",
+                outcome=outcome,
+                reason=reason,
+                latency_ms=latency_ms,
+                client_address=client_address,
+            )
+            with self._lock:
+                self._sink.append(record)
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise AuditError(f"audit record could not be written ({type(exc).__name__})") from None
