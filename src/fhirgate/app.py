@@ -64,6 +64,15 @@ def build_verifier(data_dir: DataDir, settings: Settings | None = None) -> Token
     return TokenVerifier(issuers, settings.resource_url) if issuers else None
 
 
+def describe_issuers(data_dir: DataDir, settings: Settings) -> str:
+    """One line naming the issuers whose tokens this server accepts, printed by `serve` on start."""
+    names = [i.issuer for i in settings.issuers]
+    if settings.trust_dev_issuer:
+        dev = load_trusted_issuer(data_dir.keys_dir).issuer
+        names.append(f"{dev} (local development issuer: `fhirgate token`; not for production)")
+    return "trusted token issuers: " + ("; ".join(names) if names else "none")
+
+
 def create_http_app(data_dir: DataDir, *, key: str | None, host: str = "127.0.0.1") -> Starlette:
     """The Starlette app for `fhirgate serve --http` (the gateway closes with the app's lifespan)."""
     settings = data_dir.settings()
@@ -115,6 +124,9 @@ def run_http(
             "Use --certfile/--keyfile or a TLS-terminating proxy.",
             file=sys.stderr,
         )
+    scheme = "https" if certfile else "http"
+    print(f"fhirgate serving MCP at {scheme}://{host}:{port}/mcp (resource {resource_url})", file=sys.stderr)
+    print(describe_issuers(data_dir, data_dir.settings()), file=sys.stderr)
     uvicorn.run(
         app,
         host=host,
@@ -136,6 +148,8 @@ def run_stdio(data_dir: DataDir, *, key: str | None, token: str | None = None, p
         profiles=settings.extra.get("profiles", {}),
     )
     gateway = build_gateway(data_dir, key=key)
+    # stdout carries the protocol: start-up notes go to stderr.
+    print(f"fhirgate serving MCP over stdio as {principal.sub} ({principal.issuer})", file=sys.stderr)
     try:
         server = build_server(gateway, transport="stdio", principal=principal)
         anyio.run(server.run_stdio_async)

@@ -108,8 +108,18 @@ def test_inspector_stdio_lists_tools_and_finds_patients(demo_dir: Path, http_ser
     assert {"whoami", "find_patients", "patient_summary", "search_resources", "read_resource"} <= names
     called = _json(
         _run(
-            [*cmd, *server, "-e", f"FHIRGATE_TOKEN={token}", "--method", "tools/call", "--tool-name",
-             "find_patients", "--tool-arg", "count=5"],
+            [
+                *cmd,
+                *server,
+                "-e",
+                f"FHIRGATE_TOKEN={token}",
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "find_patients",
+                "--tool-arg",
+                "count=5",
+            ],
             env,
         )
     )
@@ -124,8 +134,19 @@ def test_inspector_http_with_token(demo_dir: Path, http_server: str) -> None:
     listed = _json(_run([*cmd, http_server, *auth, "--method", "tools/list"]))
     assert any(t["name"] == "find_patients" for t in listed["tools"])  # type: ignore[union-attr, index]
     called = _json(
-        _run([*cmd, http_server, *auth, "--method", "tools/call", "--tool-name", "find_patients",
-              "--tool-arg", "count=3"])
+        _run(
+            [
+                *cmd,
+                http_server,
+                *auth,
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "find_patients",
+                "--tool-arg",
+                "count=3",
+            ]
+        )
     )
     assert called.get("isError") is not True
     assert 0 < len(called["structuredContent"]["patients"]) <= 3  # type: ignore[index, arg-type]

@@ -14,9 +14,9 @@ from fhirgate.core.fhir.compact import (
     SUBSETTED_SYSTEM,
     apply_elements,
     compact,
-    summary_line,
     summary_mode,
 )
+from fhirgate.core.fhir.facts import summary_line
 from fhirgate.errors import InvalidInput
 
 A1C: dict[str, Any] = {

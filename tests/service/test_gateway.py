@@ -199,7 +199,7 @@ def test_patient_summary_is_bounded_and_scoped(gateway: Gateway, practice: Pract
     out = gateway.patient_summary(ctx(USER), practice.patient_a)
     sections = out["sections"]
     assert out["patient"]["id"] == practice.patient_a
-    assert sections["upcoming_appointments"]["items"][0]["id"] == "appt-a2"
+    assert sections["upcoming_appointments"]["items"][0]["ref"] == "Appointment/appt-a2"
     for section in sections.values():
         assert section["omitted"] == max(0, section["total"] - len(section["items"]))
         assert len(section["items"]) <= 25

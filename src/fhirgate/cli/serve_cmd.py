@@ -84,22 +84,22 @@ def connection_help(data_dir: DataDir, url: str, token: str) -> str:
             }
         }
     }
+    bearer = '--header "Authorization: Bearer $FHIRGATE_TOKEN"'
     return "\n".join(
         [
             f"fhirgate MCP endpoint: {url}",
             "",
-            "Development token (user/*.rs, expires in 8h; mint others with `fhirgate token`):",
-            token,
-            "",
-            "Claude Desktop - add to claude_desktop_config.json (stdio):",
-            json.dumps(desktop, indent=2),
+            "Development token (user/*.rs, 8 hours; mint others with `fhirgate token --help`):",
+            f"  export FHIRGATE_TOKEN={token}",
             "",
             "Claude Code (HTTP):",
-            f'  claude mcp add --transport http fhirgate {url} --header "Authorization: Bearer {token}"',
+            f"  claude mcp add --transport http fhirgate {url} {bearer}",
             "",
-            "MCP Inspector (Node 22):",
-            f"  npx @modelcontextprotocol/inspector@2.12.0 --cli {url} "
-            f'--header "Authorization: Bearer {token}" --method tools/list',
+            "MCP Inspector (needs Node 22; scripts/install-clients.sh installs it into clients/):",
+            f"  npx @modelcontextprotocol/inspector@2.12.0 --cli {url} {bearer} --method tools/list",
+            "",
+            "Claude Desktop (stdio) - merge into claude_desktop_config.json:",
+            json.dumps(desktop, indent=2),
             "",
         ]
     )

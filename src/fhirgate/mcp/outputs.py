@@ -49,12 +49,15 @@ class WhoamiOutput(BaseModel):
 
 
 class FindPatientsOutput(BaseModel):
-    patients: list[Obj] = Field(description="Matching patients in compact form; `ref` is Patient/<id>.")
+    patients: list[Obj] = Field(
+        description="Matching patients as cards: id (the patient_id other tools take), name, gender, birthDate, mrn, phone, city, "
+        "active, general_practitioner. Use patient_summary or read_resource for the full record."
+    )
     page: Page
 
 
 class SummarySection(BaseModel):
-    items: list[Obj]
+    items: list[Obj] = Field(description="Fact rows: ref, date, code (system|code), display, value, status.")
     total: int
     omitted: int = Field(description="Matching records not shown (older or beyond the section limit).")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from fhirgate.core.fhir.facts import fact, patient_card
 from fhirgate.core.fhir.search import parse_search
 from fhirgate.errors import InvalidInput
 from fhirgate.service.auditing import Trail
@@ -75,7 +76,7 @@ def find_patients(
     filtered = withheld > 0 or not guard.plan("Patient", "s").unconstrained
     next_cursor = env.pager.next_cursor(guard.principal, "find_patients", arguments, page.next_offset)
     return {
-        "patients": [shape(a.stored, "compact") for a in matches],
+        "patients": [patient_card(a.stored.body) for a in matches],
         "page": page_info(len(matches), None if filtered else page.total, next_cursor),
     }
 
@@ -159,7 +160,7 @@ def _section(env: Services, guard: Guard, trail: Trail, patient_id: str, spec: S
     for item in shown:
         trail.touch(item.ref, item.patients)
     return {
-        "items": [shape(a.stored, "compact") for a in shown],
+        "items": [fact(a.stored.body) for a in shown],
         "total": total,
         "omitted": max(0, total - len(shown)),
     }
@@ -182,6 +183,8 @@ def patient_summary(env: Services, guard: Guard, trail: Trail, *, patient_id: st
         "as_of": today,
         "sections": sections,
         "withheld_sections": withheld,
-        "note": "Each section is bounded: 'total' counts matching records, 'omitted' those not shown "
-        "(older values per code, or beyond the limit). Use search_resources or patient_everything for more.",
+        "note": "Each item is a fact row (ref, date, code as system|code, display, value, status). Sections are "
+        "bounded: 'total' counts matching records, 'omitted' those not shown (older values per code, or beyond "
+        "the limit). Use read_resource with an item's ref for the full record, search_resources or "
+        "patient_everything for more.",
     }

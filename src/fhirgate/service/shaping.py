@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fhirgate.core.fhir.compact import apply_elements, compact, summary_line, summary_mode
+from fhirgate.core.fhir.compact import apply_elements, compact, summary_mode
+from fhirgate.core.fhir.facts import summary_line
 from fhirgate.errors import InvalidInput
 from fhirgate.store.contract import StoredResource
 

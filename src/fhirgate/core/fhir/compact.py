@@ -124,7 +124,8 @@ def _selected(key: str, wanted: frozenset[str]) -> bool:
     return False
 
 
-def _check_resource(resource: Any) -> Mapping[str, Any]:
+def check_resource(resource: Any) -> Mapping[str, Any]:
+    """The resource as a mapping; InvalidInput when it is not a FHIR resource object."""
     if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
         raise InvalidInput("resource", "must be a FHIR resource object with a resourceType")
     return resource
@@ -134,7 +135,7 @@ def compact(resource: Mapping[str, Any], *, elements: Sequence[str] | None = Non
     """Return the compact, model-friendly form of a resource (shapes in the module docstring)."""
     wanted = parse_elements(elements)
     keep_ext = wanted is not None and "extension" in wanted
-    return _resource(_check_resource(resource), wanted, keep_ext, 0)
+    return _resource(check_resource(resource), wanted, keep_ext, 0)
 
 
 def _resource(res: Mapping[str, Any], wanted: frozenset[str] | None, keep_ext: bool, depth: int) -> dict[str, Any]:
@@ -446,7 +447,7 @@ def _subset(res: Mapping[str, Any], keep: frozenset[str], wanted: frozenset[str]
 
 def apply_elements(resource: Mapping[str, Any], elements: Sequence[str]) -> dict[str, Any]:
     """FHIR `_elements`: keep the named top-level elements plus id, meta and mandatory elements (§3.1.1.5.9)."""
-    res = _check_resource(resource)
+    res = check_resource(resource)
     wanted = parse_elements(elements) or frozenset()
     _, mandatory = _element_flags(res["resourceType"])
     return _subset(res, frozenset({"resourceType", "id", "meta"}) | mandatory, wanted)
@@ -454,7 +455,7 @@ def apply_elements(resource: Mapping[str, Any], elements: Sequence[str]) -> dict
 
 def summary_mode(resource: Mapping[str, Any], mode: str) -> dict[str, Any]:
     """FHIR `_summary` for one resource: true (summary elements), text, data (no narrative) or false (all)."""
-    res = _check_resource(resource)
+    res = check_resource(resource)
     if mode not in SUMMARY_MODES:
         raise InvalidInput("summary", "unknown summary mode", ", ".join(SUMMARY_MODES))
     if mode == "false":
@@ -468,75 +469,3 @@ def summary_mode(resource: Mapping[str, Any], mode: str) -> dict[str, Any]:
     else:
         keep = frozenset(k.lstrip("_") for k in res if k.lstrip("_") != "text")
     return _subset(res, keep, frozenset())
-
-
-# ---- one-line summaries -------------------------------------------------------------------------------
-
-_DATE_KEY_NAMES = (
-    "effectiveDateTime effectivePeriod effectiveInstant occurrenceDateTime occurrencePeriod "
-    "performedDateTime performedPeriod onsetDateTime onsetPeriod recordedDate authoredOn issued date "
-    "period billablePeriod created whenHandedOver recorded sent timestamp start birthDate"
-)
-_DATE_KEYS = tuple(_DATE_KEY_NAMES.split())
-_LABEL_KEYS = ("code", "vaccineCode", "medicationCodeableConcept", "medicationReference", "type", "category")
-_NAMED = frozenset({"Patient", "Practitioner", "RelatedPerson", "Person", "Organization", "Location"})
-_MAX_LINE = 300
-
-
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and value else value
-
-
-def _date_text(res: Mapping[str, Any]) -> str | None:
-    for key in _DATE_KEYS:
-        value = res.get(key)
-        if isinstance(value, Mapping):
-            value = value.get("start") or value.get("end")
-        if isinstance(value, str) and value:
-            return value[:10]
-    return None
-
-
-def _label_text(res: Mapping[str, Any]) -> str | None:
-    if res["resourceType"] in _NAMED:
-        name = _first(res.get("name"))
-        return human_name(name) if isinstance(name, Mapping) else name if isinstance(name, str) else None
-    for key in _LABEL_KEYS:
-        value = _first(res.get(key))
-        if isinstance(value, Mapping):
-            text = value.get("display") if key == "medicationReference" else concept_text(value)
-            if isinstance(text, str) and text:
-                return text
-    return None
-
-
-def _observed_text(value: Mapping[str, Any]) -> str | None:
-    """The value[x] of an Observation or component as short text."""
-    for key, item in value.items():
-        if not key.startswith("value"):
-            continue
-        if isinstance(item, Mapping):
-            return quantity_text(item) or concept_text(item)
-        if isinstance(item, bool | int | float | str):
-            return str(item)
-    return None
-
-
-def summary_line(resource: Mapping[str, Any]) -> str:
-    """One line for a model or a person, e.g. "Observation/abc 2024-05-01 Hemoglobin A1c 7.2 % (final)"."""
-    res = _check_resource(resource)
-    parts = [f"{res['resourceType']}/{res.get('id', '?')}", _date_text(res), _label_text(res)]
-    if res["resourceType"] == "Patient":
-        parts.append(res.get("gender") if isinstance(res.get("gender"), str) else None)
-    parts.append(_observed_text(res))
-    components = [c for c in res.get("component") or () if isinstance(c, Mapping)]
-    if components:
-        pieces = (f"{concept_text(c.get('code')) or '?'} {_observed_text(c) or ''}".strip() for c in components)
-        parts.append("; ".join(list(pieces)[:4]))
-    status = res.get("status")
-    if not isinstance(status, str):
-        status = concept_text(res.get("clinicalStatus"))
-    if status:
-        parts.append(f"({status})")
-    line = " ".join(" ".join(str(p).split()) for p in parts if p)
-    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 1] + "…"
