@@ -259,8 +259,9 @@ DESCRIPTIONS = {
     ),
     "find_patients": (
         "Finds patients by demographics: name, family, given, birthdate, gender, identifier (MRN), phone, email, "
-        "address_city, active. Filters combine with AND; name matching is case-insensitive prefix. Returns compact "
-        "patients (ref 'Patient/<id>', name, birthDate, gender, identifiers) sorted by name, at most `count` (<= 50) "
+        "address_city, active. Filters combine with AND; name matching is case-insensitive prefix. Returns patient "
+        "cards (id, name, gender, birthDate, mrn, phone, city, active, general practitioner) sorted by name, at "
+        "most `count` (<= 50) "
         "per page. page.total is the number of matches (first page). For more, call again with the same arguments "
         "plus cursor=page.next_cursor. Use the Patient id with patient_summary, patient_everything or grep_record."
     ),
