@@ -119,7 +119,11 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    # A demo is a development set-up: its data directory trusts the local dev issuer (see docs/deployment.md).
+    # A demo is a development set-up: its data directory trusts the local dev issuer (see docs/deployment.md),
+    # whose keys are created now so that `serve` works before the first `token`.
+    from fhirgate.auth.devissuer import DevIssuer
+
+    DevIssuer.load_or_create(data_dir.keys_dir)
     data_dir.update_settings("auth", {"trust_dev_issuer": True})
     total = sum(summary.counts.values())
     print(f"demo practice: {args.patients} patients, {total} resources in {data_dir.path}")

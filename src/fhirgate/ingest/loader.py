@@ -10,12 +10,23 @@ Units of atomicity:
   * a JSON file holding one resource is one unit.
 Entries of resource types fhirgate does not store (e.g. Synthea's Device, SupplyDelivery) are skipped
 inside bundles and counted in the summary; a standalone resource of such a type is rejected.
+
+Speed (figures in docs/benchmarks.md, "Ingest"):
+  * with a store that accepts prepared resources (SqliteStore), every body is serialized once and its
+    index rows are extracted here, not re-walked by the store;
+  * with workers, bundles are prepared in other processes (ingest.workers) and this process only
+    writes; a file a worker declines is loaded here as usual, so results do not depend on workers;
+  * into an empty store, the load runs in the store's initial-load mode (indexes built at the end, no
+    fsync until then, durable when load_paths returns);
+  * Python's cyclic GC is paused during a load (reference counting still frees everything).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,12 +35,12 @@ from typing import Any
 from fhirgate.core.fhir.bundle import PreparedBundle, new_id, prepare_bundle
 from fhirgate.core.fhir.validate import ValidationMode, supported_types, validate_resource
 from fhirgate.errors import FhirgateError, InvalidInput, ValidationFailed
-from fhirgate.ingest.report import LoadEvent, LoadSummary, Rejection
-from fhirgate.ingest.sources import discover, is_ndjson, iter_ndjson, parse_json, read_bytes
-from fhirgate.ingest.workers import ModelPool, ModelVerdicts
-from fhirgate.store.contract import FhirStore
+from fhirgate.ingest.payload import decode, prepare_resource
+from fhirgate.ingest.report import EventHandler, LoadEvent, LoadSummary, Rejection, progress_handler
+from fhirgate.ingest.sources import FIRST_PREFIXES, discover, is_ndjson, iter_ndjson, parse_json, read_bytes
+from fhirgate.ingest.workers import FilePool, FileResult, ModelVerdicts
+from fhirgate.store.contract import FhirStore, PreparedWriter
 
-EventHandler = Callable[[LoadEvent], None]
 # Standalone resources (single-resource files, NDJSON lines) are written in batches of this size.
 BATCH_SIZE = 2000
 # Below this many bytes a worker pool costs more to start than it saves.
@@ -46,7 +57,7 @@ class Loader:
         validation: ValidationMode = "full",
         on_event: EventHandler | None = None,
         batch_size: int = BATCH_SIZE,
-        pool: ModelPool | None = None,
+        pool: FilePool | None = None,
     ) -> None:
         if validation not in ("full", "fast"):
             raise InvalidInput("validation", f"unknown mode {validation!r}", "full, fast")
@@ -55,11 +66,12 @@ class Loader:
         self.on_event = on_event
         self.batch_size = batch_size
         self.summary = LoadSummary(validation=validation)
-        # With a pool, pydantic model checks run in workers; the main process runs the fast checks.
-        self.pool = pool if validation == "full" else None
+        # With a pool, workers prepare files ahead (or, for NDJSON in full mode, run the model checks).
+        self.pool = pool
+        # Stores that accept prepared resources get bodies serialized once and rows extracted here.
+        self._prepared = store if isinstance(store, PreparedWriter) else None
         self._local_mode: ValidationMode = validation
         self._verdicts: ModelVerdicts | None = None
-        self._current = Path()
         self._supported = supported_types()
         self._resolved: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         # Standalone resources waiting to be written: (file, line or None, resource).
@@ -98,10 +110,22 @@ class Loader:
         name = str(path)
         self.summary.files += 1
         before = self.summary.resources
+        result = self.pool.result(path) if self.pool is not None else None
+        # Model verdicts from a worker leave only the fast checks to this process.
+        self._verdicts = result.verdicts if result is not None else None
+        self._local_mode = "fast" if self._verdicts is not None else self.mode
+        if result is not None and result.payload is not None:
+            size = 0
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size
+            self._emit(LoadEvent("file-start", name, bytes=size))
+            if self._load_prepared(name, result):
+                self._emit(LoadEvent("file-done", name, resources=self.summary.resources - before))
+                return self.summary.resources - before
         try:
-            self._current, self._verdicts = path, None
             data = read_bytes(path)
-            self._emit(LoadEvent("file-start", name, bytes=len(data)))
+            if result is None or result.payload is None:
+                self._emit(LoadEvent("file-start", name, bytes=len(data)))
             if is_ndjson(path):
                 self._load_ndjson(name, data)
             else:
@@ -112,8 +136,6 @@ class Loader:
                     self._queue(name, None, doc)
         except ValidationFailed as exc:
             self._reject(name, exc.message)
-        if self.pool is not None and self._verdicts is None:
-            self.pool.discard(path)  # nothing was validated (unreadable or malformed file)
         if self._pending and len(self._pending) >= self.batch_size:
             self.flush()
         stored = self.summary.resources - before
@@ -148,17 +170,35 @@ class Loader:
             self.flush()
 
     def _validate(self, resource: Any, key: int, references: list[str] | None = None) -> None:
-        """Validate in this process (fast checks, or everything without a pool), then apply model verdicts."""
-        if self._verdicts is None:
-            # Fetched at the first resource, so this process parses and rewrites while workers validate.
-            verdicts = self.pool.verdicts(self._current) if self.pool is not None else None
-            self._verdicts = verdicts or {}
-            # Without verdicts from a worker, this file gets the whole of the chosen mode in-process.
-            self._local_mode = "fast" if verdicts is not None else self.mode
+        """Validate in this process (fast checks, or everything without verdicts), then apply model verdicts."""
         validate_resource(resource, mode=self._local_mode, references=references)
-        verdict = self._verdicts.get(key)
+        verdict = self._verdicts.get(key) if self._verdicts is not None else None
         if verdict is not None:
             raise ValidationFailed(verdict[0], location=verdict[1])
+
+    def _load_prepared(self, name: str, result: FileResult) -> bool:
+        """Write a bundle a worker prepared; False when that fails (the caller then loads the file itself)."""
+        if self._prepared is None or result.payload is None:
+            return False
+        try:
+            prepared = decode(result.payload)
+        except (ValueError, TypeError, KeyError, IndexError, pickle.UnpicklingError):
+            return False
+        self.flush()
+        write_rows = getattr(self.store, "write_rows", None)
+        try:
+            if prepared.resources is not None:
+                if write_rows is None:
+                    return False
+                write_rows(prepared.resources, prepared.tables)
+            else:
+                self._prepared.write_prepared(prepared.items)
+        except FhirgateError:
+            return False  # the inline path reproduces the failure with the usual messages (or updates)
+        self.summary.loaded.update(prepared.types())
+        self.summary.skipped.update(prepared.skipped)
+        self._emit(LoadEvent("written", "", resources=prepared.count()))
+        return True
 
     def flush(self) -> None:
         """Write the queued standalone resources (one store transaction; one by one if that fails)."""
@@ -178,7 +218,11 @@ class Loader:
     def _write(self, resources: Sequence[dict[str, Any]]) -> None:
         if not resources:
             return
-        self.store.write(resources)
+        if self._prepared is not None:
+            items = [prepare_resource(r, r["resourceType"], r["id"]) for r in resources]
+            self._prepared.write_prepared(items)
+        else:
+            self.store.write(resources)
         for r in resources:
             self.summary.loaded[r["resourceType"]] += 1
         self._emit(LoadEvent("written", "", resources=len(resources)))
@@ -253,39 +297,6 @@ class Loader:
                 self._resolved.clear()
 
 
-def _progress_handler(total_bytes: int) -> tuple[EventHandler, Callable[[], None]]:
-    """A rich progress bar over bytes read, showing resources stored; returns (handler, close)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("[bold]loading"),
-        BarColumn(),
-        DownloadColumn(),
-        TextColumn("{task.fields[resources]:>9,} resources"),
-        TextColumn("{task.fields[rejected]} rejected"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-    task = progress.add_task("load", total=total_bytes, resources=0, rejected=0)
-    progress.start()
-    counts = {"resources": 0, "rejected": 0, "bytes": 0}
-
-    def handle(event: LoadEvent) -> None:
-        if event.kind == "file-start":
-            counts["bytes"] = event.bytes
-        elif event.kind == "written":
-            counts["resources"] += event.resources
-        elif event.kind == "rejected":
-            counts["rejected"] += 1
-        elif event.kind == "file-done":
-            progress.update(task, advance=counts["bytes"], resources=counts["resources"], rejected=counts["rejected"])
-            counts["bytes"] = 0
-
-    return handle, progress.stop
-
-
 def load_paths(
     store: FhirStore,
     paths: Sequence[Path],
@@ -295,13 +306,16 @@ def load_paths(
     on_event: EventHandler | None = None,
     batch_size: int = BATCH_SIZE,
     workers: int | None = None,
+    initial: bool | None = None,
 ) -> LoadSummary:
     """Load FHIR JSON bundles, single resources, NDJSON files and folders of them into `store`.
 
     Bad units are rejected (see the module docstring for what a unit is) and reported in the summary;
     the load goes on. Raises InvalidInput only for a path that does not exist or an unknown mode.
-    `workers`: processes for full-mode model validation (0 = inline; None = all cores when the
-    input is large enough to pay for starting them).
+    `workers`: processes that prepare files ahead (ingest.workers; 0 = everything in this process;
+    None = all cores when the input is large enough to pay for starting them).
+    `initial`: load into an empty store in its initial-load mode (indexes built at the end, no fsync
+    until then; see SqliteStore.initial_load); None = whenever the store supports it and is empty.
     """
     if validation not in ("full", "fast"):
         raise InvalidInput("validation", f"unknown mode {validation!r}", "full, fast")
@@ -313,32 +327,55 @@ def load_paths(
     if workers is None:
         cores = os.cpu_count() or 1
         workers = cores if cores > 1 and total_bytes >= POOL_MIN_BYTES else 0
-    pool: ModelPool | None = None
-    if validation == "full" and workers > 0:
-        pool = ModelPool(workers)
-        pool.submit(files)
+    prepared = isinstance(store, PreparedWriter)
     handlers: list[EventHandler] = [on_event] if on_event is not None else []
     stop: Callable[[], None] | None = None
     if progress:
-        bar, stop = _progress_handler(total_bytes)
+        bar, stop = progress_handler(total_bytes)
         handlers.append(bar)
 
     def fan_out(event: LoadEvent) -> None:
         for h in handlers:
             h(event)
 
-    loader = Loader(
-        store, validation=validation, on_event=fan_out if handlers else None, batch_size=batch_size, pool=pool
-    )
+    # Shared-entity files (discover puts them first) are written before workers look anything up.
+    first = sum(1 for p in files if p.name.startswith(FIRST_PREFIXES))
+    gc_was_enabled = gc.isenabled()
     started = time.perf_counter()
-    try:
-        for path in files:
-            loader.load_file(path)
-        loader.flush()
-    finally:
-        loader.summary.elapsed = time.perf_counter() - started
-        if pool is not None:
-            pool.close()
-        if stop is not None:
-            stop()
+    loader: Loader | None = None
+    with contextlib.ExitStack() as stack:
+        stack.callback(stop if stop is not None else (lambda: None))
+        if gc_was_enabled:
+            # Parsed bundles are many small objects that all live until written; cyclic-GC passes over
+            # them cost more than parsing. Reference counting still frees everything as usual.
+            gc.disable()
+            stack.callback(gc.enable)
+        initial_load = getattr(store, "initial_load", None)
+        is_empty = getattr(store, "is_empty", None)
+        if initial is None:
+            initial = initial_load is not None and is_empty is not None and bool(is_empty())
+        if initial and initial_load is not None:
+            stack.enter_context(initial_load())
+        pool: FilePool | None = None
+        if workers > 0 and (prepared or validation == "full") and len(files) > first:
+            reopen = getattr(store, "reopen_args", None)
+            store_path, key = reopen() if reopen is not None else (None, None)
+            pool = FilePool(workers, validation, prepare=prepared, store_path=store_path, key=key)
+            stack.callback(pool.close)  # before initial_load's exit: workers hold read connections
+        loader = Loader(
+            store, validation=validation, on_event=fan_out if handlers else None, batch_size=batch_size, pool=pool
+        )
+        try:
+            for i, path in enumerate(files):
+                if pool is not None and i == first:
+                    loader.flush()
+                    # In an initial load, workers also assign rowids and param ids (no updates expected).
+                    row_plan = getattr(store, "row_plan", None) if initial else None
+                    pool.submit(files[first:], row_plan() if row_plan is not None else None)
+                loader.load_file(path)
+            loader.flush()
+        finally:
+            loader.summary.elapsed = time.perf_counter() - started
+    # Index building and the WAL checkpoint at the end of an initial load belong to the load's time.
+    loader.summary.elapsed = time.perf_counter() - started
     return loader.summary

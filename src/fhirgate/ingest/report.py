@@ -7,6 +7,7 @@ carry record content (no PHI), so the summary can be printed and logged as is.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +42,9 @@ class LoadEvent:
     resources: int = 0
     bytes: int = 0
     rejection: Rejection | None = None
+
+
+EventHandler = Callable[[LoadEvent], None]
 
 
 @dataclass(slots=True)
@@ -103,3 +107,36 @@ class LoadSummary:
         else:
             lines.append("Rejected: none")
         return "\n".join(lines)
+
+
+def progress_handler(total_bytes: int) -> tuple[EventHandler, Callable[[], None]]:
+    """A rich progress bar over bytes read, showing resources stored; returns (handler, close)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]loading"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[resources]:>9,} resources"),
+        TextColumn("{task.fields[rejected]} rejected"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = progress.add_task("load", total=total_bytes, resources=0, rejected=0)
+    progress.start()
+    counts = {"resources": 0, "rejected": 0, "bytes": 0}
+
+    def handle(event: LoadEvent) -> None:
+        if event.kind == "file-start":
+            counts["bytes"] = event.bytes
+        elif event.kind == "written":
+            counts["resources"] += event.resources
+        elif event.kind == "rejected":
+            counts["rejected"] += 1
+        elif event.kind == "file-done":
+            progress.update(task, advance=counts["bytes"], resources=counts["resources"], rejected=counts["rejected"])
+            counts["bytes"] = 0
+
+    return handle, progress.stop

@@ -50,8 +50,8 @@ class WhoamiOutput(BaseModel):
 
 class FindPatientsOutput(BaseModel):
     patients: list[Obj] = Field(
-        description="Matching patients as cards: id (the patient_id other tools take), name, gender, birthDate, mrn, phone, city, "
-        "active, general_practitioner. Use patient_summary or read_resource for the full record."
+        description="Matching patients as cards: id (the patient_id other tools take), name, gender, birthDate, "
+        "mrn, phone, city, active, general_practitioner. Use patient_summary or read_resource for the full record."
     )
     page: Page
 

@@ -46,6 +46,31 @@ class SearchPage:
     next_offset: int | None = None
 
 
+@dataclass(slots=True)
+class PreparedResource:
+    """A resource already validated, rewritten, serialized and indexed by the caller (a loader's worker).
+
+    `body` is the JSON text of the resource WITHOUT its top-level `meta`; `meta` is that element (or None).
+    The store adds meta.versionId/lastUpdated and stores `{"meta": ..., <body members>}`, so a body is
+    serialized once, wherever it was prepared, and never parsed on the write path.
+    """
+
+    resource_type: str
+    id: str
+    meta: dict[str, Any] | None
+    body: str
+    index: IndexRows
+
+
+@runtime_checkable
+class PreparedWriter(Protocol):
+    """Optional store capability used by bulk loaders: writing PreparedResources atomically."""
+
+    def write_prepared(self, items: Sequence[PreparedResource]) -> int:
+        """Create or update every item with its index rows, all or none; returns how many were written."""
+        ...
+
+
 @runtime_checkable
 class FhirStore(Protocol):
     """A FHIR R4 resource store with versioned history and search."""

@@ -136,24 +136,45 @@ def collect_references(node: Any, out: list[str] | None = None) -> list[str]:
     return found
 
 
+@cache
+def _required(rtype: str) -> tuple[str, ...]:
+    """Top-level elements with min=1 for a type."""
+    fields: dict[str, list[Any]] = _definitions()["structure"][rtype]["fields"]
+    return tuple(name for name, (minimum, _, _) in fields.items() if minimum)
+
+
+# (type, JSON key) -> (is_array, kind), or None for an unknown element; filled lazily (keys repeat).
+_ELEMENTS: dict[tuple[str, str], tuple[bool, str] | None] = {}
+
+
+def _element(rtype: str, name: str) -> tuple[bool, str] | None:
+    """Whether a top-level element (primitive-extension underscore removed) is an array, and its JSON kind."""
+    key = (rtype, name)
+    if key in _ELEMENTS:
+        return _ELEMENTS[key]
+    spec = _definitions()["structure"][rtype]
+    fdef = spec["fields"].get(name)
+    found: tuple[bool, str] | None = None
+    if fdef is not None:
+        found = (bool(fdef[1]), str(fdef[2]))
+    else:
+        for prefix, options in spec["choices"].items():
+            if name.startswith(prefix) and name[len(prefix) :] in options:
+                found = (False, str(options[name[len(prefix) :]]))
+                break
+    if len(_ELEMENTS) < 100_000:
+        _ELEMENTS[key] = found
+    return found
+
+
 def _check_structure(resource: dict[str, Any], rtype: str) -> None:
     """Top-level elements: known names, JSON kind, array or not, and min=1 elements present."""
-    spec = _definitions()["structure"][rtype]
-    fields: dict[str, list[Any]] = spec["fields"]
-    choices: dict[str, dict[str, str]] = spec["choices"]
     for key, value in resource.items():
         name = key[1:] if key.startswith("_") and len(key) > 1 else key
-        fdef = fields.get(name)
-        if fdef is not None:
-            is_array, kind = fdef[1], fdef[2]
-        else:
-            kind = ""
-            for prefix, options in choices.items():
-                if name.startswith(prefix) and name[len(prefix) :] in options:
-                    kind, is_array = options[name[len(prefix) :]], False
-                    break
-            if not kind:
-                raise ValidationFailed("unknown element", location=f"{rtype}.{key}")
+        element = _element(rtype, name)
+        if element is None:
+            raise ValidationFailed("unknown element", location=f"{rtype}.{key}")
+        is_array, kind = element
         if name != key:  # primitive extension (FHIR R4 §2.6.2.7 JSON "_element")
             if not isinstance(value, (dict, list)):
                 raise ValidationFailed("primitive extension must be an object", location=f"{rtype}.{key}")
@@ -173,8 +194,8 @@ def _check_structure(resource: dict[str, Any], rtype: str) -> None:
         for item in items:
             if not isinstance(item, ok_types) or (kind == "number" and isinstance(item, bool)):
                 raise ValidationFailed(f"must be a JSON {kind}", location=f"{rtype}.{key}")
-    for name, (minimum, _, _) in fields.items():
-        if minimum and name not in resource:
+    for name in _required(rtype):
+        if name not in resource:
             raise ValidationFailed("required element is missing", location=f"{rtype}.{name}")
     rid = resource.get("id")
     if rid is not None and not ID_RE.fullmatch(rid):
@@ -213,11 +234,24 @@ def _check_bindings(resource: dict[str, Any], rtype: str) -> None:
                         raise ValidationFailed(f"code {shown!r} is not in the required value set {vs}", location=where)
 
 
+# Syntactically valid references seen before (loads repeat the same Patient/Encounter/Practitioner
+# references thousands of times); bounded, cleared when full. Only valid ones are kept.
+_VALID_REFS: dict[str, None] = {}
+_VALID_REFS_MAX = 65536
+
+
 def _check_references(refs: Sequence[str], rtype: str, allow_conditional: bool) -> None:
+    known = _VALID_REFS
     for ref in refs:
+        if ref in known:
+            continue
         problem = check_reference(ref, allow_conditional=allow_conditional)
         if problem:
             raise ValidationFailed(problem, location=f"{rtype}.reference")
+        if not allow_conditional or not _COND_RE.fullmatch(ref):
+            if len(known) >= _VALID_REFS_MAX:
+                known.clear()
+            known[ref] = None
 
 
 def _format_loc(loc: Sequence[str | int]) -> str:

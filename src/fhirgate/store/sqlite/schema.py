@@ -107,6 +107,9 @@ VALUE_INDEXES: dict[str, str] = {
     "compartment_v": "compartment(patient)",
 }
 
+# Kept during an initial load: conditional references (`Practitioner?identifier=s|v`) resolve through it.
+LOOKUP_INDEXES = frozenset({"ix_token_v"})
+
 
 def create_schema(conn: apsw.Connection) -> None:
     """Create tables and indexes when absent; refuse a database written by another schema version."""
@@ -126,7 +129,30 @@ def create_value_indexes(conn: apsw.Connection) -> None:
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 
 
-def drop_value_indexes(conn: apsw.Connection) -> None:
-    """Drop the search indexes (before a bulk load into a large store)."""
+def drop_value_indexes(conn: apsw.Connection, *, keep: frozenset[str] = frozenset()) -> None:
+    """Drop the search indexes (before a bulk load into a large store), except those named in `keep`."""
     for name in VALUE_INDEXES:
-        conn.execute(f"DROP INDEX IF EXISTS {name}")
+        if name not in keep:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def begin_initial_load(conn: apsw.Connection) -> None:
+    """Before a first load into an empty store: drop the value indexes but LOOKUP_INDEXES, stop fsyncing.
+
+    The default WAL auto-checkpoint (1000 pages) is kept: measured, a large one only moves the copying
+    to the end and costs more there (benchmarks/ingest.py, docs/benchmarks.md "Ingest").
+    """
+    drop_value_indexes(conn, keep=LOOKUP_INDEXES)
+    conn.execute("PRAGMA synchronous=OFF")
+
+
+def end_initial_load(conn: apsw.Connection) -> None:
+    """After it: rebuild the indexes, sample statistics, and make everything durable (fsync + checkpoint)."""
+    with conn:
+        create_value_indexes(conn)
+    # Sampled statistics (SQLite's advice for PRAGMA optimize): a full ANALYZE reads every index.
+    conn.execute("PRAGMA analysis_limit=1000")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA analysis_limit=0")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

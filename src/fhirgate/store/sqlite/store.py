@@ -22,10 +22,23 @@ from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.core.fhir.search import SearchQuery, parse_search
 from fhirgate.database import open_sqlite
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
-from fhirgate.store.contract import Resource, SearchPage, StoredResource
+from fhirgate.store.contract import PreparedResource, Resource, SearchPage, StoredResource
 from fhirgate.store.sqlite.query import COLUMNS, SqlBuilder
-from fhirgate.store.sqlite.schema import create_schema, create_value_indexes, drop_value_indexes
-from fhirgate.store.sqlite.writer import ParamIds, delete_index_rows, write_batch
+from fhirgate.store.sqlite.schema import (
+    begin_initial_load,
+    create_schema,
+    create_value_indexes,
+    drop_value_indexes,
+    end_initial_load,
+)
+from fhirgate.store.sqlite.writer import (
+    ParamIds,
+    TableRows,
+    delete_index_rows,
+    write_batch,
+    write_prepared,
+    write_rows,
+)
 
 _ITER_CHUNK = 500
 _INCLUDE_LIMIT = 1000
@@ -50,7 +63,8 @@ def _extract(resources: Sequence[Resource]) -> list[IndexRows]:
 class SqliteStore:
     """A FhirStore in one SQLite file: current resources, history, and per-type search indexes."""
 
-    def __init__(self, path: Path, *, key: str | None = None) -> None:
+    def __init__(self, path: Path, *, key: str | None = None, create: bool = True) -> None:
+        """Open (and with `create`, initialise) the store; create=False opens an existing store's schema as is."""
         self._path = Path(path)
         self._key = key
         self._local = threading.local()
@@ -61,6 +75,8 @@ class SqliteStore:
         self._sql = SqlBuilder(self._pid)
         self._closed = False
         conn = self._conn()
+        if not create:
+            return
         try:
             with self._write_lock:
                 create_schema(conn)
@@ -80,6 +96,10 @@ class SqliteStore:
             with self._conns_lock:
                 self._conns.append(conn)
         return conn
+
+    def reopen_args(self) -> tuple[Path, str | None]:
+        """(path, key) for a worker process that opens its own read connection (SqliteStore(..., create=False))."""
+        return self._path, self._key
 
     def _pid(self, rtype: str, code: str) -> int:
         return self._params.lookup(self._conn(), rtype, code)
@@ -181,6 +201,57 @@ class SqliteStore:
         rows = list(index) if index is not None else _extract(resources)
         with self._errors("write"), self._transaction() as conn:
             return write_batch(conn, self._params, resources, rows, now_instant())
+
+    def write_prepared(self, items: Sequence[PreparedResource]) -> int:
+        """Create or update prepared resources (serialized, indexed by the caller) atomically; returns how many."""
+        if not items:
+            return 0
+        with self._errors("write"), self._transaction() as conn:
+            return write_prepared(conn, self._params, items, now_instant())
+
+    def row_plan(self) -> tuple[int, dict[str, dict[str, int]]]:
+        """(first free rowid, param ids of every supported type, all registered now) for row-building workers."""
+        from fhirgate.core.fhir.definitions import search_params
+        from fhirgate.core.fhir.validate import supported_types
+
+        codes = {t: list(search_params(t)) for t in sorted(supported_types())}
+        with self._errors("row_plan"), self._transaction() as conn:
+            pids = self._params.register_all(conn, codes)
+            top = _scalar(conn, "SELECT coalesce(max(rid), 0) + 1 FROM resources", ())
+        return top, pids
+
+    def write_rows(
+        self, resources: Sequence[tuple[int, str, str, dict[str, Any] | None, str]], tables: TableRows
+    ) -> int:
+        """Insert new resources with worker-built rowids and index rows, atomically (see writer.write_rows)."""
+        if not resources:
+            return 0
+        with self._errors("write"), self._transaction() as conn:
+            return write_rows(conn, resources, tables, now_instant())
+
+    def is_empty(self) -> bool:
+        """True when the store holds no resource (not even deleted ones)."""
+        with self._errors("is_empty"):
+            return self._conn().execute("SELECT 1 FROM resources LIMIT 1").fetchone() is None
+
+    @contextmanager
+    def initial_load(self) -> Iterator[None]:
+        """A first load into an EMPTY store: indexes built once at the end, no fsync until then.
+
+        Inside: value indexes dropped (but the token index conditional references use), synchronous=OFF.
+        Transactions stay atomic; an OS crash or power loss meanwhile may damage the file, acceptable ONLY
+        because the store was empty (delete it, load again). On exit, also on error: indexes rebuilt,
+        sampled ANALYZE, synchronous=NORMAL, WAL checkpointed. InvalidInput when the store is not empty.
+        """
+        if not self.is_empty():
+            raise InvalidInput("store", "initial_load needs an empty store", "a new store file")
+        with self._errors("initial_load"), self._write_lock:
+            begin_initial_load(self._conn())
+        try:
+            yield
+        finally:
+            with self._errors("initial_load"), self._write_lock:
+                end_initial_load(self._conn())
 
     def delete(self, resource_type: str, id: str) -> bool:
         """Delete the current version (history kept, version incremented); False when nothing to delete."""

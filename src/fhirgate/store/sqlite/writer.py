@@ -10,7 +10,7 @@ the body once (the history table only receives a version when it is superseded).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +18,8 @@ import apsw
 import orjson
 
 from fhirgate.core.fhir.indexing import IndexRows
-from fhirgate.errors import ValidationFailed
-from fhirgate.store.contract import Resource, StoredResource
+from fhirgate.errors import StoreError, ValidationFailed
+from fhirgate.store.contract import PreparedResource, Resource, StoredResource
 from fhirgate.store.sqlite.schema import INDEX_TABLES, ROW_TABLES
 
 # FHIR R4 §2.24.0.1 id: 1-64 of [A-Za-z0-9\-\.]
@@ -65,6 +65,19 @@ class ParamIds:
             found = int(row[0])
             self._ids.setdefault(rtype, {})[code] = found
         return found
+
+    def register_all(self, conn: apsw.Connection, codes: Mapping[str, Iterable[str]]) -> dict[str, dict[str, int]]:
+        """Give every (type, code) an id now (inside the caller's transaction); returns the whole table.
+
+        Lets worker processes build final index rows before the write. An id with no rows matches
+        nothing, exactly as an unknown parameter does.
+        """
+        conn.executemany(
+            "INSERT OR IGNORE INTO params(rtype, code) VALUES (?, ?)",
+            [(rtype, code) for rtype, cs in codes.items() for code in cs],
+        )
+        self.load(conn)
+        return {rtype: dict(ids) for rtype, ids in self._ids.items()}
 
     def for_type(self, conn: apsw.Connection, rtype: str) -> _TypeIds:
         """An assigner of ids for one resource type, inserting new params inside the current transaction."""
@@ -124,45 +137,92 @@ def write_batch(
     epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     out: list[StoredResource] = []
     for part in _rounds(keys):
-        out += _write_round(conn, params, [resources[i] for i in part], [index[i] for i in part],
-                            [keys[i] for i in part], now, epoch)  # fmt: skip
+        bodies: list[dict[str, Any]] = []
+
+        def body(i: int, version: int, part: range = part, bodies: list[dict[str, Any]] = bodies) -> str:
+            resource = resources[part[i]]
+            meta = dict(resource.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = now
+            full = {**resource, "meta": meta}
+            bodies.append(full)
+            return orjson.dumps(full).decode()
+
+        part_keys = [keys[i] for i in part]
+        versions = _write_round(conn, params, part_keys, body, [index[i] for i in part], now, epoch)
+        out += [StoredResource(t, i, v, now, b) for (t, i), v, b in zip(part_keys, versions, bodies, strict=True)]
     return out
+
+
+def write_prepared(conn: apsw.Connection, params: ParamIds, items: Sequence[PreparedResource], now: str) -> int:
+    """Store prepared resources (bodies already serialized, rows already extracted); returns how many.
+
+    The caller owns the transaction, as for write_batch.
+    """
+    keys = []
+    for i, item in enumerate(items):
+        rtype, rid = item.resource_type, item.id
+        if type(rtype) is not str or not _TYPE_RE.match(rtype) or type(rid) is not str or not _ID_RE.match(rid):
+            raise ValidationFailed("resourceType or id missing or malformed", location=f"resources[{i}]")
+        if not item.body.startswith("{"):
+            raise ValidationFailed("body must be a JSON object", location=f"resources[{i}]")
+        keys.append((rtype, rid))
+    epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+    dumps = orjson.dumps
+    for part in _rounds(keys):
+
+        def body(i: int, version: int, part: range = part) -> str:
+            item = items[part[i]]
+            meta = dict(item.meta) if item.meta else {}
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = now
+            rest = item.body[1:].lstrip()
+            sep = "" if rest.startswith("}") else ","
+            return '{"meta":' + dumps(meta).decode() + sep + rest
+
+        _write_round(conn, params, [keys[i] for i in part], body, [items[i].index for i in part], now, epoch)
+    return len(items)
+
+
+def _existing(conn: apsw.Connection, keys: list[tuple[str, str]]) -> list[tuple[int, int] | None]:
+    """(rid, version) of each (type, id) already stored, in one query (not one lookup per resource)."""
+    found: dict[int, tuple[int, int]] = {}
+    for pos, rid, version in conn.execute(
+        "SELECT j.key, r.rid, r.version FROM json_each(?) j"
+        " JOIN resources r ON r.type = j.value ->> 0 AND r.id = j.value ->> 1",
+        (orjson.dumps(keys).decode(),),
+    ):
+        found[int(pos)] = (int(rid), int(version))
+    return [found.get(i) for i in range(len(keys))]
 
 
 def _write_round(
     conn: apsw.Connection,
     params: ParamIds,
-    resources: list[Resource],
-    index: list[IndexRows],
     keys: list[tuple[str, str]],
+    make_body: Callable[[int, int], str],
+    index: list[IndexRows],
     now: str,
     epoch: float,
-) -> list[StoredResource]:
-    lookup = "SELECT rid, version FROM resources WHERE type = ? AND id = ?"
-    existing = [conn.execute(lookup, key).fetchone() for key in keys]
+) -> list[int]:
+    """Insert or update one round (no repeated key); returns the version written for each key."""
+    existing = _existing(conn, keys)
     top: Any = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM resources").fetchone()
     next_rid = int(top[0])
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
-    out: list[StoredResource] = []
     rids: list[int] = []
-    for resource, (rtype, id_), found in zip(resources, keys, existing, strict=True):
+    versions: list[int] = []
+    for i, ((rtype, id_), found) in enumerate(zip(keys, existing, strict=True)):
         if found is None:
             rid, version = next_rid, 1
             next_rid += 1
+            inserts.append((rid, rtype, id_, version, now, epoch, make_body(i, version)))
         else:
-            rid, version = int(found[0]), int(found[1]) + 1
-        meta = dict(resource.get("meta") or {})
-        meta["versionId"] = str(version)
-        meta["lastUpdated"] = now
-        body = {**resource, "meta": meta}
-        text = orjson.dumps(body).decode()
-        if found is None:
-            inserts.append((rid, rtype, id_, version, now, epoch, text))
-        else:
-            updates.append((version, now, epoch, text, rid))
+            rid, version = found[0], found[1] + 1
+            updates.append((version, now, epoch, make_body(i, version), rid))
         rids.append(rid)
-        out.append(StoredResource(rtype, id_, version, now, body))
+        versions.append(version)
     if updates:
         old = [(u[4],) for u in updates]
         conn.executemany(
@@ -179,7 +239,83 @@ def _write_round(
             "INSERT INTO resources(rid, type, id, version, lu, lue, body) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
         )
     _write_index(conn, params, keys, rids, index)
-    return out
+    return versions
+
+
+# Rows for write_rows: table -> rows in that table's column order (rid and param id first).
+TableRows = dict[str, list[tuple[Any, ...]]]
+
+
+def table_rows(rid: int, pids: Mapping[str, int], ix: IndexRows, out: TableRows) -> None:
+    """Append one resource's index rows in final table layout (the worker side of write_rows).
+
+    Raises KeyError for a param code without an id (the caller then leaves the write to write_prepared).
+    """
+    if ix.token:
+        out.setdefault("ix_token", []).extend([(rid, pids[a], b or "", c or "") for a, b, c in ix.token])
+    if ix.token_text:
+        out.setdefault("ix_token_text", []).extend([(rid, pids[a], b) for a, b in ix.token_text])
+    if ix.string:
+        out.setdefault("ix_string", []).extend([(rid, pids[a], b, c) for a, b, c in ix.string])
+    if ix.date:
+        out.setdefault("ix_date", []).extend([(rid, pids[a], b, c) for a, b, c in ix.date])
+    if ix.reference:
+        out.setdefault("ix_reference", []).extend([(rid, pids[a], b or "", c or "", d) for a, b, c, d in ix.reference])
+    if ix.quantity:
+        out.setdefault("ix_quantity", []).extend([(rid, pids[a], b, c or "", d or "") for a, b, c, d in ix.quantity])
+    if ix.number:
+        out.setdefault("ix_number", []).extend([(rid, pids[a], b) for a, b in ix.number])
+    if ix.uri:
+        out.setdefault("ix_uri", []).extend([(rid, pids[a], b) for a, b in ix.uri])
+    if ix.patients:
+        out.setdefault("compartment", []).extend([(rid, patient) for patient in ix.patients])
+
+
+def write_rows(
+    conn: apsw.Connection,
+    resources: Sequence[tuple[int, str, str, dict[str, Any] | None, str]],
+    tables: Mapping[str, Sequence[Sequence[Any]]],
+    now: str,
+) -> int:
+    """Insert NEW resources whose rowids and index rows a worker already built; returns how many.
+
+    `resources` holds (rid, type, id, meta, body without meta) as for PreparedResource. Nothing is
+    mapped per row here: each table's rows go to one executemany as they are. Raises StoreError, and
+    the caller's transaction rolls back, when a (type, id) is already stored or a rowid is taken;
+    the caller then writes the resources through write_prepared instead.
+    """
+    if not set(tables) <= set(_INSERT):
+        raise StoreError("prepared rows name an unknown table")
+    keys = [(rtype, rid_) for _, rtype, rid_, _, _ in resources]
+    if len(set(keys)) != len(keys) or any(found is not None for found in _existing(conn, keys)):
+        raise StoreError("prepared rows: a resource is already stored (an update needs write_prepared)")
+    rids = [r[0] for r in resources]
+    taken = conn.execute(
+        "SELECT count(*) FROM resources WHERE rid IN (SELECT value FROM json_each(?))", (orjson.dumps(rids).decode(),)
+    ).fetchone()
+    if taken is None or int(taken[0]) or len(set(rids)) != len(rids):
+        raise StoreError("prepared rows: a rowid is already taken")
+    epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+    head = '{"meta":'
+    tail = ',"versionId":"1","lastUpdated":"' + now + '"}'
+    dumps = orjson.dumps
+    inserts = []
+    for rid, rtype, id_, meta, body in resources:
+        if type(rtype) is not str or not _TYPE_RE.match(rtype) or type(id_) is not str or not _ID_RE.match(id_):
+            raise ValidationFailed("resourceType or id missing or malformed", location=f"rid {rid}")
+        if not body.startswith("{"):
+            raise ValidationFailed("body must be a JSON object", location=f"rid {rid}")
+        m = dumps({k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}).decode() if meta else "{}"
+        rest = body[1:]
+        text = head + m[:-1] + ("" if m == "{}" else ",") + tail[1:] + ("" if rest.startswith("}") else ",") + rest
+        inserts.append((rid, rtype, id_, 1, now, epoch, text))
+    conn.executemany(
+        "INSERT INTO resources(rid, type, id, version, lu, lue, body) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
+    )
+    for table, rows in tables.items():
+        if rows:
+            conn.executemany(_INSERT[table], rows)
+    return len(inserts)
 
 
 def delete_index_rows(conn: apsw.Connection, rids: list[tuple[int]]) -> None:
