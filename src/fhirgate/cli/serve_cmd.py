@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from fhirgate.cli import connect
 from fhirgate.config import DataDir
 from fhirgate.database import resolve_key
 from fhirgate.errors import InvalidInput
@@ -72,39 +70,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def connection_help(data_dir: DataDir, url: str, token: str) -> str:
-    """How to connect Claude Desktop, Claude Code and the MCP Inspector to this server."""
-    exe = shutil.which("fhirgate") or os.path.join(os.path.dirname(sys.executable), "fhirgate")
-    desktop = {
-        "mcpServers": {
-            "fhirgate": {
-                "command": exe,
-                "args": ["serve", "--stdio", "--data", str(data_dir.path)],
-                "env": {"FHIRGATE_TOKEN": token},
-            }
-        }
-    }
-    bearer = '--header "Authorization: Bearer $FHIRGATE_TOKEN"'
-    return "\n".join(
-        [
-            f"fhirgate MCP endpoint: {url}",
-            "",
-            "Development token (user/*.rs, 8 hours; mint others with `fhirgate token --help`):",
-            f"  export FHIRGATE_TOKEN={token}",
-            "",
-            "Claude Code (HTTP):",
-            f"  claude mcp add --transport http fhirgate {url} {bearer}",
-            "",
-            "MCP Inspector (needs Node 22; scripts/install-clients.sh installs it into clients/):",
-            f"  npx @modelcontextprotocol/inspector@2.12.0 --cli {url} {bearer} --method tools/list",
-            "",
-            "Claude Desktop (stdio) - merge into claude_desktop_config.json:",
-            json.dumps(desktop, indent=2),
-            "",
-        ]
-    )
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """The one-command demo: data (first run only), a token, connection help, then the HTTP server."""
     from fhirgate.auth.devissuer import DevIssuer
@@ -129,7 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     token = DevIssuer.load_or_create(data_dir.keys_dir).mint(
         scope="openid fhirUser user/*.rs", audience=url, subject="demo-user", ttl_seconds=8 * 3600
     )
-    print(connection_help(data_dir, url, token))
+    print(connect.connection_help(data_dir, url, token))
     if args.no_serve:
         return 0
     ns = argparse.Namespace(
