@@ -97,8 +97,10 @@ def test_attacks_are_401_invalid_token(served: tuple[Path, str], tmp_path: Path)
         "alg none": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims(url, trusted.issuer))}.",
         "HS256 keyed with the issuer's public key": hs256_with_public_key(
             claims(url, trusted.issuer),
-            trusted_key.public_key(),
-            trusted.kid,  # type: ignore[union-attr]
+            trusted_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            trusted.kid,
         ),
     }
     for name, token in attacks.items():
