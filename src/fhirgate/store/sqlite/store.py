@@ -370,7 +370,8 @@ class SqliteStore:
         if count < 0 or offset < 0:
             raise InvalidInput("count" if count < 0 else "offset", "must not be negative")
         args: list[Any] = []
-        where = "r.deleted = 0 AND " + self._sql.compartment("r", patient_id, args)
+        source = self._sql.source(patient_id, args)
+        where = "r.deleted = 0"
         if types:
             where += f" AND r.type IN ({','.join('?' * len(types))})"
             args += list(types)
@@ -382,9 +383,9 @@ class SqliteStore:
                 raise InvalidInput("since", "not a FHIR instant", "YYYY-MM-DDThh:mm:ss[.fff]Z") from None
         with self._errors("compartment"):
             conn = self._conn()
-            total = _scalar(conn, f"SELECT count(*) FROM resources r WHERE {where}", args)
+            total = _scalar(conn, f"SELECT count(*) FROM {source} WHERE {where}", args)
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM resources r WHERE {where}"
+                f"SELECT {COLUMNS} FROM {source} WHERE {where}"
                 " ORDER BY (r.type = 'Patient' AND r.id = ?) DESC, r.rid LIMIT ? OFFSET ?",
                 [*args, patient_id, count, offset],
             ).fetchall()
@@ -395,7 +396,7 @@ class SqliteStore:
         """Ids matching simple search params (conditional references such as `identifier=system|value`)."""
         query = parse_search(resource_type, list(params.items()))
         args: list[Any] = []
-        where = self._sql.where(query, args)
+        where = self._sql.where(query, args)  # no compartment: the source is the resources table
         with self._errors("find_ids"):
             rows: list[Any] = (
                 self._conn()
