@@ -154,15 +154,17 @@ class AuditMiddleware:
     ) -> None:
         if not rctx.audited:
             try:
-                await anyio.to_thread.run_sync(
-                    lambda: self._writer.write(
-                        rctx,
-                        outcome=outcome,
-                        interaction=_interaction(ctx.method),
-                        reason=reason,
-                        arguments=_arguments(ctx.params),
+                # Shielded: a request cancelled mid-flight (client gone) still leaves its record.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(
+                        lambda: self._writer.write(
+                            rctx,
+                            outcome=outcome,
+                            interaction=_interaction(ctx.method),
+                            reason=reason,
+                            arguments=_arguments(ctx.params),
+                        )
                     )
-                )
             except AuditError:
                 raise MCPError(
                     code=INTERNAL_ERROR, message="audit log unavailable: the request was not performed"

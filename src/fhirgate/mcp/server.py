@@ -2,6 +2,14 @@
 
 The same server object serves stdio, in-memory and Streamable HTTP clients, on both the stateless
 2026-07-28 protocol (server/discover) and the 2025-11-25 handshake (the SDK negotiates).
+
+Capabilities are declared only for what the server really does: tools, resources, prompts and
+completions. The tool, prompt and template lists are fixed when the server is built and nothing
+publishes resource-change events, so `subscriptions/listen` (2026-07-28) and `resources/subscribe`
+(2025-11-25) are not served and no `listChanged`/`subscribe` flag is declared; those requests get -32601
+(MCP "Capability negotiation": a capability that is not declared is not available).
+`logging/setLevel` (2025-11-25 only; removed in 2026-07-28) is accepted so handshake-era clients that
+set a level get `{}`; the server never sends log notifications, so every level is trivially honoured.
 """
 
 from __future__ import annotations
@@ -9,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp_types import DiscoverResult, EmptyResult, RequestParams, SetLevelRequestParams
 
 from fhirgate import __version__ as VERSION
 from fhirgate.core.policy.principal import Principal
 from fhirgate.mcp.audit_hook import AuditMiddleware
+from fhirgate.mcp.completions import register_completions
 from fhirgate.mcp.prompts import register_prompts
 from fhirgate.mcp.resources import register_resources
 from fhirgate.mcp.tools import register_tools
@@ -47,8 +57,38 @@ def build_server(
         version=VERSION,
         middleware=[middleware],
         log_level="WARNING",
+        subscriptions=False,
     )
     register_tools(server, gateway)
     register_resources(server, gateway)
     register_prompts(server)
+    register_completions(server)
+    register_logging_level(server)
     return server
+
+
+def register_logging_level(server: MCPServer[Any]) -> None:
+    """Accept `logging/setLevel` (MCP 2025-11-25 "Logging"); the SDK rejects it at 2026-07-28 itself."""
+
+    async def set_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
+        # No log notifications are ever sent to clients, so there is nothing to filter.
+        return EmptyResult()
+
+    # Registered directly: the constructor hook warns that logging is deprecated at 2026-07-28.
+    lowlevel = server._lowlevel_server
+    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+    entry = lowlevel.get_request_handler("server/discover")
+    if entry is None:  # pragma: no cover - the lowlevel Server always serves server/discover
+        raise RuntimeError("MCPServer has no server/discover handler")
+    discover = entry.handler
+
+    async def discover_without_logging(ctx: ServerRequestContext[Any, Any], params: RequestParams) -> HandlerResult:
+        # The handler above only exists for 2025-11-25 clients: server/discover (2026-07-28) does not
+        # declare the deprecated logging capability (SEP-2577), since no log notification is ever sent.
+        result = await discover(ctx, params)
+        if isinstance(result, DiscoverResult) and result.capabilities.logging is not None:
+            capabilities = result.capabilities.model_copy(update={"logging": None})
+            result = result.model_copy(update={"capabilities": capabilities})
+        return result
+
+    lowlevel.add_request_handler("server/discover", RequestParams, discover_without_logging)
