@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from fhirgate.demo.catalog import PANELS, PROCEDURES, VACCINE_ADMIN, VENIPUNCTURE
 from fhirgate.demo.chart import Chart, EncounterFacts
 from fhirgate.demo.elements import (
     CLAIM_ID_SYSTEM,
@@ -24,6 +23,7 @@ from fhirgate.demo.elements import (
     security,
 )
 from fhirgate.demo.names import PAYERS
+from fhirgate.demo.orders import PANELS, PROCEDURES, VACCINE_ADMIN, VENIPUNCTURE
 from fhirgate.demo.practice import ORG_ID, location_id, payer_id
 
 PAYER_INFO = {key: (name, code, display) for key, name, code, display in PAYERS}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from fhirgate.demo.catalog import ALLERGENS, CONDITIONS, MEDS, ConditionDef, MedDef
+from fhirgate.demo.catalog import CONDITIONS, MEDS, ConditionDef, MedDef
 from fhirgate.demo.chart import Chart, EncounterFacts
 from fhirgate.demo.elements import (
     ICD10CM,
@@ -29,6 +29,7 @@ from fhirgate.demo.elements import (
     security,
 )
 from fhirgate.demo.health import Problem
+from fhirgate.demo.orders import ALLERGENS
 from fhirgate.demo.practice import ORG_ID, Clinician, location_id, service_concept
 from fhirgate.demo.schedule import COMPLAINTS, Visit
 

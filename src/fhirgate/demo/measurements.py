@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from fhirgate.demo.catalog import LABS, PANELS, PHQ9, PROCEDURES, SMOKING, SMOKING_VALUES, VACCINES, VITALS, ObsDef
 from fhirgate.demo.chart import Chart, EncounterFacts
 from fhirgate.demo.elements import CVX, LOINC, SNOMED, Json, coding, concept, instant, quantity, ref, security
 from fhirgate.demo.health import height_at
+from fhirgate.demo.orders import LABS, PANELS, PHQ9, PROCEDURES, SMOKING, SMOKING_VALUES, VACCINES, VITALS, ObsDef
 from fhirgate.demo.practice import ORG_ID, location_id
 
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"

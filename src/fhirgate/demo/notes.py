@@ -11,10 +11,11 @@ import datetime as dt
 import html
 import random
 
-from fhirgate.demo.catalog import CONDITIONS, LABS, MEDS, VACCINES
+from fhirgate.demo.catalog import CONDITIONS, MEDS
 from fhirgate.demo.chart import Chart, EncounterFacts
 from fhirgate.demo.elements import LOINC, Json, concept, instant, ref, security
 from fhirgate.demo.names import LOCATIONS
+from fhirgate.demo.orders import LABS, VACCINES
 from fhirgate.demo.practice import ORG_ID, specialty_concept
 from fhirgate.demo.schedule import COMPLAINTS
 

@@ -9,7 +9,6 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
-from fhirgate.demo.catalog import SERVICE_CATEGORIES, SERVICES, SPECIALTIES, STAFFING, ServiceDef, SpecialtyDef
 from fhirgate.demo.elements import (
     CPT,
     LOCATION_ID_SYSTEM,
@@ -27,6 +26,7 @@ from fhirgate.demo.elements import (
     ref,
 )
 from fhirgate.demo.names import FAMILY_NAMES, FEMALE_NAMES, LOCATIONS, MALE_NAMES, PAYERS, PRACTICE_NAME
+from fhirgate.demo.offerings import SERVICE_CATEGORIES, SERVICES, SPECIALTIES, STAFFING, ServiceDef, SpecialtyDef
 
 ORG_ID = "org-riverbend"
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]

@@ -12,9 +12,10 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from fhirgate.demo.catalog import ACUTE_KEYS, SERVICES, ServiceDef
+from fhirgate.demo.catalog import ACUTE_KEYS
 from fhirgate.demo.elements import Json, concept, instant, ref
 from fhirgate.demo.health import Health, Problem
+from fhirgate.demo.offerings import SERVICES, ServiceDef
 from fhirgate.demo.people import Person
 from fhirgate.demo.practice import (
     Clinician,
