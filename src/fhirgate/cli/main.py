@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fhirgate import __version__
-from fhirgate.cli import audit_cmd, auth_cmd, config_cmd, data_cmd, serve_cmd
+from fhirgate.cli import audit_cmd, auth_cmd, config_cmd, data_cmd, serve_cmd, views_cmd
 from fhirgate.config import DEFAULT_DATA_DIR
 from fhirgate.errors import FhirgateError
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve_cmd.register,
         config_cmd.register,
         audit_cmd.register,
+        views_cmd.register,
     ):
         register(sub, _data_option)
     return parser
