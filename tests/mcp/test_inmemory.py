@@ -10,6 +10,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_support import audit_count, audit_tail, principal
 
+from fhirgate.mcp.analytics_tools import ANALYTICS_TOOL_NAMES
+from fhirgate.mcp.report_tools import REPORT_TOOL_NAMES
 from fhirgate.mcp.tools import TOOL_NAMES
 from fhirgate.service.gateway import Gateway
 from mcp import Client
@@ -24,7 +26,7 @@ async def test_list_tools_contract(make_server: Any, mode: str) -> None:
         expected = "2026-07-28" if mode == "auto" else "2025-11-25"
         assert client.protocol_version == expected
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == set(TOOL_NAMES)
+    assert set(tools) == set(TOOL_NAMES) | set(ANALYTICS_TOOL_NAMES) | set(REPORT_TOOL_NAMES)
     for tool in tools.values():
         assert tool.description
         assert len(tool.description) > 100

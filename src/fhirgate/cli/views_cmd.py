@@ -1,9 +1,5 @@
-"""`fhirgate views`: run SQL on FHIR v2 ViewDefinitions and the official test suite; more verbs plug in.
-
-Each verb is registered with `register_verb(name, help, setup)`: `setup(parser, add_data)` adds the verb's
-arguments and returns its handler; `register_verb_group(add_verbs)` takes a function that adds several verbs to
-the `views` subparsers itself. `register` (called by cli/main.py) builds `views` with every verb.
-"""
+"""`fhirgate views`: run SQL on FHIR v2 ViewDefinitions and the official test suite (this module), and add, list
+and rebuild the materialized practice views (cli/views_admin.py)."""
 
 from __future__ import annotations
 
@@ -21,33 +17,25 @@ AddData = Callable[[argparse.ArgumentParser], None]
 Handler = Callable[[argparse.Namespace], int]
 VerbSetup = Callable[[argparse.ArgumentParser, AddData], Handler]
 
-VerbGroup = Callable[[Any, AddData], None]
-
-_VERBS: dict[str, tuple[str, VerbSetup]] = {}
-_GROUPS: list[VerbGroup] = []
 FORMATS = ("json", "ndjson", "csv")
 
 
-def register_verb(name: str, help_text: str, setup: VerbSetup) -> None:
-    """Add `fhirgate views NAME`; `setup` adds its arguments and returns its handler (last registration wins)."""
-    _VERBS[name] = (help_text, setup)
-
-
-def register_verb_group(add_verbs: VerbGroup) -> None:
-    """Add several verbs at once: `add_verbs(views_subparsers, add_data)` adds parsers and sets their handlers."""
-    _GROUPS.append(add_verbs)
-
-
 def register(sub: Any, add_data: AddData) -> None:
-    """Add the `views` command with every registered verb."""
-    parser = sub.add_parser("views", help="SQL on FHIR v2 view definitions: run them, run the conformance tests")
+    """Add the `views` command: run and test here; add, list and rebuild from views_admin (materialized views)."""
+    from fhirgate.cli import views_admin
+
+    parser = sub.add_parser(
+        "views", help="SQL on FHIR v2 views: run and test ViewDefinitions; add, list and rebuild practice views"
+    )
     verbs = parser.add_subparsers(dest="views_verb", metavar="VERB")
     verbs.required = True
-    for name, (help_text, setup) in _VERBS.items():
+    for name, help_text, setup in (
+        ("run", "rows of a ViewDefinition over NDJSON resources or the store", _setup_run),
+        ("test", "run SQL on FHIR test files and write the official report", _setup_test),
+    ):
         verb = verbs.add_parser(name, help=help_text)
         verb.set_defaults(handler=setup(verb, add_data))
-    for add_verbs in _GROUPS:
-        add_verbs(verbs, add_data)
+    views_admin.add_verbs(verbs, add_data)
 
 
 def _setup_run(parser: argparse.ArgumentParser, add_data: AddData) -> Handler:
@@ -68,10 +56,6 @@ def _setup_test(parser: argparse.ArgumentParser, add_data: AddData) -> Handler:
     parser.add_argument("--report", metavar="FILE", help="write the official test-report JSON here")
     parser.add_argument("--fallback", action="store_true", help="evaluate every path with fhirpathpy (slow)")
     return cmd_test
-
-
-register_verb("run", "rows of a ViewDefinition over NDJSON resources or the store", _setup_run)
-register_verb("test", "run SQL on FHIR test files and write the official report", _setup_test)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

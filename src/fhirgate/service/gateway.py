@@ -8,6 +8,7 @@ written, the use case fails with AuditError and returns nothing (HIPAA 45 CFR 16
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
 from fhirgate.core.policy.access import plan_access
 from fhirgate.errors import AccessDenied, AuditError, FhirgateError, InvalidInput, NotFound
 from fhirgate.service import patients, records, resources
+from fhirgate.service.analytics import Analytics
 from fhirgate.service.auditing import AuditSink, AuditWriter, Trail
 from fhirgate.service.context import RequestContext
 from fhirgate.service.cursor import CursorCodec
@@ -52,6 +54,8 @@ class Gateway:
         self._sink = audit
         self.audit = AuditWriter(audit)
         self._env = Services(store, Pager(CursorCodec(cursor_secret)))
+        self._analytics: Analytics | None = None
+        self._analytics_lock = threading.Lock()
 
     @property
     def audit_sink(self) -> AuditSink:
@@ -59,7 +63,9 @@ class Gateway:
         return self._sink
 
     def close(self) -> None:
-        """Release the store and the audit log."""
+        """Release the store, the SQL sandbox and the audit log."""
+        if self._analytics is not None:
+            self._analytics.close()
         self.store.close()
         close = getattr(self._sink, "close", None)
         if callable(close):
@@ -260,4 +266,39 @@ class Gateway:
                 types=types,
                 max_hits=max_hits,
             ),
+        )
+
+    # -- SQL analytics over the practice views (fhirgate.service.analytics) -------------------------
+
+    @property
+    def analytics(self) -> Analytics:
+        """The SQL analytics use cases over this gateway's store, built on first use."""
+        with self._analytics_lock:
+            if self._analytics is None:
+                self._analytics = Analytics.for_store(self.store, self.audit, self._env.pager)
+            return self._analytics
+
+    def list_views(self, ctx: RequestContext) -> dict[str, Any]:
+        """The views the caller may query with SQL, and why others are not available."""
+        return self.analytics.list_views(ctx)
+
+    def describe_view(self, ctx: RequestContext, view: str) -> dict[str, Any]:
+        """One view's columns and the row restriction in effect for the caller."""
+        return self.analytics.describe_view(ctx, view)
+
+    def query_sql(
+        self, ctx: RequestContext, sql: str, *, max_rows: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of one read-only SELECT over the caller's views."""
+        return self.analytics.query_sql(ctx, sql, max_rows=max_rows, cursor=cursor)
+
+    def run_report(
+        self, ctx: RequestContext, name: str, params: Mapping[str, Any] | None = None, *, today: Any = None
+    ) -> dict[str, Any]:
+        """One predefined practice report run in the SQL sandbox under the caller's policy (service.reports)."""
+        from fhirgate.service import reports
+
+        trail = Trail("report", arguments=reports.audit_arguments(name, params))
+        return self._run(
+            ctx, trail, lambda g: reports.run_report(self.analytics, g.principal, trail, name, params, today=today)
         )

@@ -71,6 +71,41 @@ class PreparedWriter(Protocol):
         ...
 
 
+# One resource written in a transaction: (store rowid, resource type, its new body; None when deleted).
+ResourceChange = tuple[int, str, Resource | None]
+
+
+@runtime_checkable
+class DerivedTables(Protocol):
+    """Tables computed from the current resources (e.g. analytics views) that the store keeps current itself.
+
+    The store calls `apply` inside the write transaction of every write path, with the resources of the
+    watched types written in THAT transaction, so derived rows commit or roll back with their resources.
+    `conn` is the backend's connection (an apsw.Connection for SQLite). The store layer never imports
+    what implements this; store.factory.open_store wires the analytics views in.
+    """
+
+    def load(self, conn: Any) -> bool:
+        """Read the derived tables' registry when the store opens; True when some table must be (re)built."""
+        ...
+
+    def prepare(self, conn: Any) -> None:
+        """Inside a write transaction: create missing tables and rebuild stale ones from the current resources."""
+        ...
+
+    def watched(self, conn: Any) -> frozenset[str]:
+        """Resource types whose writes `apply` must see (inside the transaction; may re-read the registry)."""
+        ...
+
+    def apply(self, conn: Any, changes: Sequence[ResourceChange]) -> None:
+        """Bring the tables up to date with the changes of one transaction (the last change of a rowid wins)."""
+        ...
+
+    def rebuild(self, conn: Any) -> object:
+        """Inside a write transaction: rebuild every table from the current resources (after an initial load)."""
+        ...
+
+
 @runtime_checkable
 class FhirStore(Protocol):
     """A FHIR R4 resource store with versioned history and search."""

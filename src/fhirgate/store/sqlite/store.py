@@ -9,10 +9,10 @@ writes are serialized by an in-process lock plus BEGIN IMMEDIATE (SQLite allows 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import apsw
 import orjson
@@ -22,7 +22,7 @@ from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.core.fhir.search import SearchQuery, parse_search
 from fhirgate.database import open_sqlite
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
-from fhirgate.store.contract import PreparedResource, Resource, SearchPage, StoredResource
+from fhirgate.store.contract import DerivedTables, PreparedResource, Resource, SearchPage, StoredResource
 from fhirgate.store.sqlite.query import COLUMNS, SqlBuilder
 from fhirgate.store.sqlite.schema import (
     begin_initial_load,
@@ -32,6 +32,7 @@ from fhirgate.store.sqlite.schema import (
     end_initial_load,
 )
 from fhirgate.store.sqlite.writer import (
+    ChangeLog,
     ParamIds,
     TableRows,
     delete_index_rows,
@@ -41,6 +42,7 @@ from fhirgate.store.sqlite.writer import (
 )
 
 _ITER_CHUNK = 500
+_T = TypeVar("_T")
 _INCLUDE_LIMIT = 1000
 
 
@@ -61,10 +63,19 @@ def _extract(resources: Sequence[Resource]) -> list[IndexRows]:
 
 
 class SqliteStore:
-    """A FhirStore in one SQLite file: current resources, history, and per-type search indexes."""
+    """A FhirStore in one SQLite file: current resources, history, and per-type search indexes.
 
-    def __init__(self, path: Path, *, key: str | None = None, create: bool = True) -> None:
-        """Open (and with `create`, initialise) the store; create=False opens an existing store's schema as is."""
+    With `derived` (DerivedTables, e.g. the analytics views), every write path keeps those tables
+    current inside its own transaction.
+    """
+
+    def __init__(
+        self, path: Path, *, key: str | None = None, create: bool = True, derived: DerivedTables | None = None
+    ) -> None:
+        """Open (and with `create`, initialise) the store; create=False opens an existing store's schema as is.
+
+        `derived` is prepared (missing tables built, stale ones rebuilt) only with `create`.
+        """
         self._path = Path(path)
         self._key = key
         self._local = threading.local()
@@ -74,6 +85,8 @@ class SqliteStore:
         self._params = ParamIds()
         self._sql = SqlBuilder(self._pid)
         self._closed = False
+        self._derived: DerivedTables | None = None
+        self._derive_live = True
         conn = self._conn()
         if not create:
             return
@@ -83,6 +96,16 @@ class SqliteStore:
         except (apsw.Error, ValueError) as exc:
             self.close()
             raise StoreError(f"{self._path.name}: cannot initialise store schema: {exc}") from None
+        if derived is not None:
+            try:
+                with self._errors("derived tables"):
+                    if derived.load(conn):
+                        with self._transaction() as tx:
+                            derived.prepare(tx)
+            except BaseException:
+                self.close()
+                raise
+            self._derived = derived
 
     # -- connections -------------------------------------------------------------------------------
 
@@ -116,6 +139,25 @@ class SqliteStore:
                 self._params.load(conn)  # ids handed out in this transaction are gone
                 raise
             conn.execute("COMMIT")
+
+    @property
+    def derived(self) -> DerivedTables | None:
+        """The derived tables this store maintains, if any."""
+        return self._derived
+
+    def run_write(self, fn: Callable[[apsw.Connection], _T]) -> _T:
+        """Run `fn` inside one write transaction (for derived-table administration: add or rebuild a view)."""
+        with self._errors("write"), self._transaction() as conn:
+            return fn(conn)
+
+    def _changes(self, conn: apsw.Connection) -> ChangeLog | None:
+        if self._derived is None or not self._derive_live:
+            return None
+        return ChangeLog(self._derived.watched(conn))
+
+    def _derive(self, conn: apsw.Connection, changes: ChangeLog | None) -> None:
+        if self._derived is not None and changes is not None and changes.items:
+            self._derived.apply(conn, changes.items)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -200,14 +242,20 @@ class SqliteStore:
             raise InvalidInput("index", f"{len(index)} index entries for {len(resources)} resources")
         rows = list(index) if index is not None else _extract(resources)
         with self._errors("write"), self._transaction() as conn:
-            return write_batch(conn, self._params, resources, rows, now_instant())
+            changes = self._changes(conn)
+            stored = write_batch(conn, self._params, resources, rows, now_instant(), changes)
+            self._derive(conn, changes)
+            return stored
 
     def write_prepared(self, items: Sequence[PreparedResource]) -> int:
         """Create or update prepared resources (serialized, indexed by the caller) atomically; returns how many."""
         if not items:
             return 0
         with self._errors("write"), self._transaction() as conn:
-            return write_prepared(conn, self._params, items, now_instant())
+            changes = self._changes(conn)
+            written = write_prepared(conn, self._params, items, now_instant(), changes)
+            self._derive(conn, changes)
+            return written
 
     def row_plan(self) -> tuple[int, dict[str, dict[str, int]]]:
         """(first free rowid, param ids of every supported type, all registered now) for row-building workers."""
@@ -227,7 +275,10 @@ class SqliteStore:
         if not resources:
             return 0
         with self._errors("write"), self._transaction() as conn:
-            return write_rows(conn, resources, tables, now_instant())
+            changes = self._changes(conn)
+            written = write_rows(conn, resources, tables, now_instant(), changes)
+            self._derive(conn, changes)
+            return written
 
     def is_empty(self) -> bool:
         """True when the store holds no resource (not even deleted ones)."""
@@ -235,23 +286,34 @@ class SqliteStore:
             return self._conn().execute("SELECT 1 FROM resources LIMIT 1").fetchone() is None
 
     @contextmanager
-    def initial_load(self) -> Iterator[None]:
+    def initial_load(self, *, derived: Literal["end", "live"] = "end") -> Iterator[None]:
         """A first load into an EMPTY store: indexes built once at the end, no fsync until then.
 
         Inside: value indexes dropped (but the token index conditional references use), synchronous=OFF.
         Transactions stay atomic; an OS crash or power loss meanwhile may damage the file, acceptable ONLY
-        because the store was empty (delete it, load again). On exit, also on error: indexes rebuilt,
-        sampled ANALYZE, synchronous=NORMAL, WAL checkpointed. InvalidInput when the store is not empty.
+        because the store was empty (delete it, load again). On exit, also on error: derived tables rebuilt
+        from the loaded resources (derived="end"; "live" maintains them on every write instead, slower,
+        see benchmarks/view_maintenance.py), indexes rebuilt, sampled ANALYZE, synchronous=NORMAL, WAL
+        checkpointed. InvalidInput when the store is not empty.
         """
+        if derived not in ("end", "live"):
+            raise InvalidInput("derived", f"unknown mode {derived!r}", "end, live")
         if not self.is_empty():
             raise InvalidInput("store", "initial_load needs an empty store", "a new store file")
         with self._errors("initial_load"), self._write_lock:
             begin_initial_load(self._conn())
+            self._derive_live = derived == "live"
         try:
             yield
         finally:
             with self._errors("initial_load"), self._write_lock:
-                end_initial_load(self._conn())
+                try:
+                    self._derive_live = True
+                    if self._derived is not None and derived == "end":
+                        with self._transaction() as conn:
+                            self._derived.rebuild(conn)
+                finally:
+                    end_initial_load(self._conn())
 
     def delete(self, resource_type: str, id: str) -> bool:
         """Delete the current version (history kept, version incremented); False when nothing to delete."""
@@ -264,6 +326,10 @@ class SqliteStore:
             if row is None:
                 return False
             rid, version = int(row[0]), int(row[1]) + 1
+            changes = self._changes(conn)
+            if changes is not None and resource_type in changes.watch:
+                changes.items.append((rid, resource_type, None))
+            self._derive(conn, changes)
             conn.execute(
                 "INSERT INTO history(rid, version, lu, deleted, body)"
                 " SELECT rid, version, lu, deleted, body FROM resources WHERE rid = ?",

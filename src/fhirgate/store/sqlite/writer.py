@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 
 from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.errors import StoreError, ValidationFailed
-from fhirgate.store.contract import PreparedResource, Resource, StoredResource
+from fhirgate.store.contract import PreparedResource, Resource, ResourceChange, StoredResource
 from fhirgate.store.sqlite.schema import INDEX_TABLES, ROW_TABLES
 
 # FHIR R4 §2.24.0.1 id: 1-64 of [A-Za-z0-9\-\.]
@@ -37,6 +38,25 @@ _INSERT = {
     "ix_uri": "INSERT OR IGNORE INTO ix_uri(rid, pid, uri) VALUES (?, ?, ?)",
     "compartment": "INSERT OR IGNORE INTO compartment(rid, patient) VALUES (?, ?)",
 }
+
+
+@dataclass(slots=True)
+class ChangeLog:
+    """The resources of watched types written in one transaction, for DerivedTables.apply.
+
+    Only watched types are logged, so a body a loader handed over as text is parsed only when some
+    derived table needs it.
+    """
+
+    watch: frozenset[str]
+    items: list[ResourceChange] = field(default_factory=list)
+
+    def add_texts(self, rids: Sequence[int], types: Sequence[str], texts: Sequence[str]) -> None:
+        """Log stored JSON texts (parsed here, for watched types only)."""
+        loads, watch, items = orjson.loads, self.watch, self.items
+        for rid, rtype, text in zip(rids, types, texts, strict=True):
+            if rtype in watch:
+                items.append((rid, rtype, loads(text)))
 
 
 class ParamIds:
@@ -131,8 +151,12 @@ def write_batch(
     resources: Sequence[Resource],
     index: Sequence[IndexRows],
     now: str,
+    changes: ChangeLog | None = None,
 ) -> list[StoredResource]:
-    """Store every resource and its index rows; the caller owns the transaction (and rolls back on error)."""
+    """Store every resource and its index rows; the caller owns the transaction (and rolls back on error).
+
+    With `changes`, the stored bodies of watched types are logged there.
+    """
     keys = [_check(i, r) for i, r in enumerate(resources)]
     epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     out: list[StoredResource] = []
@@ -149,15 +173,24 @@ def write_batch(
             return orjson.dumps(full).decode()
 
         part_keys = [keys[i] for i in part]
-        versions = _write_round(conn, params, part_keys, body, [index[i] for i in part], now, epoch)
+        rids, versions = _write_round(conn, params, part_keys, body, [index[i] for i in part], now, epoch)
+        if changes is not None:
+            watch = changes.watch
+            changes.items += [(r, t, b) for r, (t, _), b in zip(rids, part_keys, bodies, strict=True) if t in watch]
         out += [StoredResource(t, i, v, now, b) for (t, i), v, b in zip(part_keys, versions, bodies, strict=True)]
     return out
 
 
-def write_prepared(conn: apsw.Connection, params: ParamIds, items: Sequence[PreparedResource], now: str) -> int:
+def write_prepared(
+    conn: apsw.Connection,
+    params: ParamIds,
+    items: Sequence[PreparedResource],
+    now: str,
+    changes: ChangeLog | None = None,
+) -> int:
     """Store prepared resources (bodies already serialized, rows already extracted); returns how many.
 
-    The caller owns the transaction, as for write_batch.
+    The caller owns the transaction, as for write_batch; `changes` as there.
     """
     keys = []
     for i, item in enumerate(items):
@@ -170,17 +203,23 @@ def write_prepared(conn: apsw.Connection, params: ParamIds, items: Sequence[Prep
     epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     dumps = orjson.dumps
     for part in _rounds(keys):
+        texts: list[str] = []
 
-        def body(i: int, version: int, part: range = part) -> str:
+        def body(i: int, version: int, part: range = part, texts: list[str] = texts) -> str:
             item = items[part[i]]
             meta = dict(item.meta) if item.meta else {}
             meta["versionId"] = str(version)
             meta["lastUpdated"] = now
             rest = item.body[1:].lstrip()
             sep = "" if rest.startswith("}") else ","
-            return '{"meta":' + dumps(meta).decode() + sep + rest
+            text = '{"meta":' + dumps(meta).decode() + sep + rest
+            texts.append(text)
+            return text
 
-        _write_round(conn, params, [keys[i] for i in part], body, [items[i].index for i in part], now, epoch)
+        part_keys = [keys[i] for i in part]
+        rids, _ = _write_round(conn, params, part_keys, body, [items[i].index for i in part], now, epoch)
+        if changes is not None:
+            changes.add_texts(rids, [t for t, _ in part_keys], texts)
     return len(items)
 
 
@@ -204,8 +243,8 @@ def _write_round(
     index: list[IndexRows],
     now: str,
     epoch: float,
-) -> list[int]:
-    """Insert or update one round (no repeated key); returns the version written for each key."""
+) -> tuple[list[int], list[int]]:
+    """Insert or update one round (no repeated key); returns the rowid and the version written for each key."""
     existing = _existing(conn, keys)
     top: Any = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM resources").fetchone()
     next_rid = int(top[0])
@@ -239,7 +278,7 @@ def _write_round(
             "INSERT INTO resources(rid, type, id, version, lu, lue, body) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
         )
     _write_index(conn, params, keys, rids, index)
-    return versions
+    return rids, versions
 
 
 # Rows for write_rows: table -> rows in that table's column order (rid and param id first).
@@ -276,6 +315,7 @@ def write_rows(
     resources: Sequence[tuple[int, str, str, dict[str, Any] | None, str]],
     tables: Mapping[str, Sequence[Sequence[Any]]],
     now: str,
+    changes: ChangeLog | None = None,
 ) -> int:
     """Insert NEW resources whose rowids and index rows a worker already built; returns how many.
 
@@ -312,6 +352,8 @@ def write_rows(
     conn.executemany(
         "INSERT INTO resources(rid, type, id, version, lu, lue, body) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
     )
+    if changes is not None:
+        changes.add_texts([r[0] for r in inserts], [r[1] for r in inserts], [r[6] for r in inserts])
     for table, rows in tables.items():
         if rows:
             conn.executemany(_INSERT[table], rows)

@@ -1,0 +1,293 @@
+"""Patient engagement reports: patients not seen, lapsed high-value patients, new versus returning patients."""
+
+# ruff: noqa: S608 - report SQL inlines only validated dates, integers and FHIR ids (see registry).
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fhirgate.analytics.reports.common import BILLED_DEF, NOT_BILLED_SQL, TIME_ZONE, money, num, when, who
+from fhirgate.analytics.reports.params import Param, add_months
+from fhirgate.analytics.reports.registry import (
+    ReportContext,
+    ReportResult,
+    ReportSpec,
+    pct,
+    rate,
+    register,
+    sql_date,
+    sql_id,
+)
+
+ACTIVE_PANEL = (
+    "SELECT id, family, given, general_practitioner_id AS gp FROM patient "
+    "WHERE active = 1 AND coalesce(deceased, 0) = 0"
+)
+ACTIVE_DEF = "Patients with Patient.active = true and not deceased (patient view)."
+
+
+def _split_last(value: Any) -> tuple[str | None, str | None]:
+    if not value:
+        return None, None
+    when_, _, prac = str(value).partition("|")
+    return when_ or None, prac or None
+
+
+# -- patients_not_seen ----------------------------------------------------------------------------------
+
+
+def build_patients_not_seen(ctx: ReportContext) -> ReportResult:
+    """Active patients with no fulfilled appointment in the last N days, most overdue (or never seen) first."""
+    days = int(ctx.params["days"])
+    cutoff = ctx.today - dt.timedelta(days=days)
+    tomorrow = ctx.today + dt.timedelta(days=1)
+    prac, attribution = ctx.params.get("practitioner"), str(ctx.params["attribution"])
+    panel_filter = ""
+    if prac and attribution == "general_practitioner":
+        panel_filter = f" AND general_practitioner_id = {sql_id(prac)}"
+    gone_filter = f" WHERE last_prac = {sql_id(prac)}" if prac and attribution == "last_visit" else ""
+    sql = (
+        f"WITH panel AS ({ACTIVE_PANEL}{panel_filter}), "
+        "seen AS (SELECT DISTINCT patient_id FROM appointment WHERE status = 'fulfilled' "
+        f"AND start_time >= {sql_date(cutoff)} AND start_time < {sql_date(tomorrow)} AND patient_id IS NOT NULL), "
+        "g0 AS (SELECT p.*, (SELECT a.start_time || '|' || coalesce(a.practitioner_id, '') FROM appointment a "
+        "WHERE a.patient_id = p.id AND a.status = 'fulfilled' AND a.start_time < "
+        f"{sql_date(cutoff)} ORDER BY a.start_time DESC LIMIT 1) AS last FROM panel p "
+        "WHERE p.id NOT IN (SELECT patient_id FROM seen)), "
+        "g AS (SELECT *, CASE WHEN last IS NOT NULL THEN substr(last, instr(last, '|') + 1) END AS last_prac "
+        "FROM g0) "
+        "SELECT id, family, given, gp, last, count(*) OVER () AS not_seen, sum(last IS NULL) OVER () AS never, "
+        f"(SELECT count(*) FROM panel) AS panel_size FROM g{gone_filter} "
+        "ORDER BY last IS NOT NULL, last, id" + ctx.page_sql()
+    )
+    raw = ctx.query(sql, ctx.limit)
+    names = ctx.practitioner_names()
+    rows = []
+    for r in raw:
+        last, last_prac = _split_last(r["last"])
+        rows.append(
+            {
+                "patient_id": r["id"],
+                "family": r["family"],
+                "given": r["given"],
+                "last_visit": last,
+                "days_since": (ctx.today - dt.date.fromisoformat(last[:10])).days if last else None,
+                "last_visit_practitioner_id": last_prac,
+                "general_practitioner_id": r["gp"],
+            }
+        )
+    not_seen = num(raw[0]["not_seen"]) if raw else 0
+    never = num(raw[0]["never"]) if raw else 0
+    panel = num(raw[0]["panel_size"]) if raw else None
+    if not raw and ctx.offset == 0:
+        not_seen, never = 0, 0
+    scope = "active patients"
+    if prac:
+        how = "general practitioner" if attribution == "general_practitioner" else "last visit with them"
+        scope += f" of {who(names, prac)} ({how})"
+    headline = f"{not_seen} {scope} have had no fulfilled visit in the {days} days since {cutoff.isoformat()}"
+    if prac is None or attribution == "general_practitioner":
+        headline = (
+            f"{not_seen} of {panel if panel is not None else 'the'} {scope} ({pct(rate(not_seen, panel or 0))}) "
+            f"have had no fulfilled visit in the {days} days since {cutoff.isoformat()}"
+        )
+    headline += f"; {never} of them have never had one."
+    definition = {
+        "as_of": ctx.today.isoformat(),
+        "window": {"start": cutoff.isoformat(), "end_exclusive": tomorrow.isoformat(), "days": days},
+        "time_zone": TIME_ZONE,
+        "patients": ACTIVE_DEF,
+        "visit": (
+            "An appointment with status fulfilled (a kept visit; in this practice every fulfilled appointment has "
+            "a finished Encounter). Seen = a fulfilled appointment with local start date in the window "
+            "(today included). Not seen = no such appointment, including patients with no appointments at all."
+        ),
+        "last_visit": "The latest fulfilled appointment before the window (null: never).",
+        "practitioner": (
+            "With `practitioner`, attribution=last_visit keeps patients whose last fulfilled visit was with that "
+            "practitioner (so a patient who moved to another provider counts for the new one); "
+            "attribution=general_practitioner keeps patients whose Patient.generalPractitioner is that practitioner."
+        ),
+        "order": "never seen first, then oldest last visit; limit/offset page the list.",
+        "sources": ["patient", "appointment"],
+    }
+    summary = {
+        "not_seen": not_seen,
+        "never_seen": never,
+        "panel": panel if prac is None or attribution != "last_visit" else None,
+    }
+    return ReportResult(rows, headline, summary, definition, not_seen)
+
+
+# -- lapsed_high_value_patients -------------------------------------------------------------------------
+
+
+def build_lapsed_high_value(ctx: ReportContext) -> ReportResult:
+    """Top patients by lifetime billed amount with no appointment started or created in the last M months."""
+    months = int(ctx.params["months"])
+    floor = int(ctx.params["min_billed"])
+    cutoff = add_months(ctx.today, -months)
+    c = sql_date(cutoff)
+    sql = (
+        f"WITH panel AS ({ACTIVE_PANEL}), "
+        "quiet AS (SELECT p.* FROM panel p WHERE NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
+        f"AND a.start_time >= {c}) AND NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
+        f"AND a.created >= {c})), "
+        "b AS (SELECT q.*, coalesce((SELECT sum(amount) FROM claim_line l WHERE l.patient_id = q.id AND l.status "
+        f"NOT IN {NOT_BILLED_SQL}), 0) + coalesce((SELECT sum(amount) FROM invoice_line l WHERE l.patient_id = q.id "
+        f"AND l.status NOT IN {NOT_BILLED_SQL}), 0) AS billed FROM quiet q) "
+        "SELECT b.id, b.family, b.given, round(b.billed, 2) AS billed, (SELECT a.start_time || '|' || "
+        "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = b.id ORDER BY a.start_time DESC LIMIT 1) "
+        "AS last, count(*) OVER () AS lapsed, sum(b.billed) OVER () AS lapsed_billed FROM b "
+        f"WHERE b.billed > 0 AND b.billed >= {floor} ORDER BY b.billed DESC, b.id" + ctx.page_sql()
+    )
+    raw = ctx.query(sql, ctx.limit)
+    rows = []
+    for r in raw:
+        last, status = _split_last(r["last"])
+        rows.append(
+            {
+                "patient_id": r["id"],
+                "family": r["family"],
+                "given": r["given"],
+                "lifetime_billed": money(r["billed"]),
+                "last_appointment": last,
+                "last_appointment_status": status,
+            }
+        )
+    lapsed = num(raw[0]["lapsed"]) if raw else 0
+    billed = money(raw[0]["lapsed_billed"]) if raw else 0.0
+    headline = (
+        f"{lapsed} active patients with lifetime billing over ${floor:,} have no appointment started or booked "
+        f"since {cutoff.isoformat()} ({months} months); together they were billed ${billed:,.2f}"
+    )
+    if rows and ctx.offset == 0:
+        headline += f", the top one ${rows[0]['lifetime_billed']:,.2f}"
+    definition = {
+        "as_of": ctx.today.isoformat(),
+        "lapsed_since": cutoff.isoformat(),
+        "time_zone": TIME_ZONE,
+        "patients": ACTIVE_DEF,
+        "lapsed": (
+            f"No appointment of any status (including cancelled and upcoming) whose start or created date is on "
+            f"or after {cutoff.isoformat()} (today minus {months} calendar months)."
+        ),
+        "lifetime_billed": BILLED_DEF + " All dates. Only patients billed more than 0 (and at least min_billed).",
+        "order": "lifetime_billed descending, then patient id; limit/offset page the list.",
+        "sources": ["patient", "appointment", "claim_line", "invoice_line"],
+    }
+    summary = {"lapsed_patients": lapsed, "lapsed_billed": billed}
+    return ReportResult(rows, headline + ".", summary, definition, lapsed)
+
+
+# -- new_vs_returning_patients --------------------------------------------------------------------------
+
+
+def build_new_vs_returning(ctx: ReportContext) -> ReportResult:
+    """Patients with a fulfilled visit in the period: first-ever visit (new) versus returning, by provider."""
+    cur = ctx.require_period()
+    s = sql_date(cur.start)
+    sql = (
+        "WITH v AS (SELECT patient_id, practitioner_id, start_time FROM appointment WHERE status = 'fulfilled' "
+        f"AND start_time >= {s} AND start_time < {sql_date(cur.end)} AND patient_id IS NOT NULL), "
+        "pts AS (SELECT patient_id, count(*) AS visits, min(start_time) AS first, practitioner_id AS prac "
+        "FROM v GROUP BY patient_id), "
+        "c AS MATERIALIZED (SELECT pts.*, EXISTS (SELECT 1 FROM appointment b WHERE b.patient_id = pts.patient_id "
+        f"AND b.start_time < {s} AND b.status = 'fulfilled') AS ret FROM pts) "
+        "SELECT 'total' AS dim, NULL AS k, sum(NOT ret) AS np, sum(ret) AS rp, sum(CASE WHEN NOT ret THEN visits END) "
+        "AS nv, sum(CASE WHEN ret THEN visits END) AS rv FROM c UNION ALL SELECT 'provider', prac, sum(NOT ret), "
+        "sum(ret), sum(CASE WHEN NOT ret THEN visits END), sum(CASE WHEN ret THEN visits END) FROM c GROUP BY prac"
+    )
+    raw = ctx.query(sql, 200)
+    names = ctx.practitioner_names()
+
+    def shape(dim: str, key: Any, r: dict[str, Any]) -> dict[str, Any]:
+        new, ret = num(r.get("np")), num(r.get("rp"))
+        return {
+            "dimension": dim,
+            "key": key,
+            "label": "all providers" if dim == "total" else who(names, key),
+            "new_patients": new,
+            "returning_patients": ret,
+            "new_share": rate(new, new + ret),
+            "new_patient_visits": num(r.get("nv")),
+            "returning_patient_visits": num(r.get("rv")),
+        }
+
+    total = shape("total", None, next((r for r in raw if r["dim"] == "total"), {}))
+    prov = [shape("provider", r["k"], r) for r in raw if r["dim"] == "provider"]
+    prov.sort(key=lambda r: (-r["new_patients"], -r["returning_patients"], str(r["key"])))
+    rows = [total, *prov[ctx.offset : ctx.offset + ctx.limit]]
+    headline = (
+        f"{total['new_patients'] + total['returning_patients']} patients had a fulfilled visit {when(cur)}: "
+        f"{total['new_patients']} new (first-ever visit, {pct(total['new_share'])}) and "
+        f"{total['returning_patients']} returning."
+    )
+    definition = {
+        "period": cur.as_dict(),
+        "time_zone": TIME_ZONE,
+        "visit": "An appointment with status fulfilled whose start falls in the period.",
+        "new": (
+            "A patient with a fulfilled visit in the period and none before the period start (their first-ever "
+            "fulfilled visit in this store is in the period); returning = had one before."
+        ),
+        "provider": (
+            "The practitioner of the patient's first fulfilled visit in the period; visits count all of that "
+            "patient's visits in the period."
+        ),
+        "sources": ["appointment"] + (["practitioner"] if names else []),
+    }
+    summary = {k: total[k] for k in ("new_patients", "returning_patients", "new_share")}
+    return ReportResult(rows, headline, summary, definition, len(prov) + 1)
+
+
+DAYS = Param("days", "int", "Days without a fulfilled visit (window ends today, inclusive).", 90, 1, 3650)
+PRACTITIONER = Param("practitioner", "id", "Only this practitioner's patients (see attribution); default: all.")
+ATTRIBUTION = Param(
+    "attribution",
+    "choice",
+    "How patients belong to `practitioner`: last_visit (their last fulfilled visit was with them) or "
+    "general_practitioner (Patient.generalPractitioner).",
+    "last_visit",
+    choices=("last_visit", "general_practitioner"),
+)
+MONTHS = Param("months", "int", "Months with no appointment started or created.", 12, 1, 120)
+MIN_BILLED = Param(
+    "min_billed", "int", "Only patients billed at least this much in total (whole currency units).", 0, 0, 10_000_000
+)
+
+register(
+    ReportSpec(
+        "patients_not_seen",
+        "Patients not seen",
+        "Active patients with no fulfilled visit in the last `days` days (default 90), optionally for one "
+        "practitioner, with their last visit date; never-seen patients first. Headline: how many and what share.",
+        (DAYS, PRACTITIONER, ATTRIBUTION),
+        ("patient", "appointment"),
+        build_patients_not_seen,
+    )
+)
+register(
+    ReportSpec(
+        "lapsed_high_value_patients",
+        "Lapsed high-value patients",
+        "Top patients by lifetime billed amount (claims + self-pay invoices) who have had no appointment started "
+        "or booked in the last `months` months (default 12): outreach candidates.",
+        (MONTHS, MIN_BILLED),
+        ("patient", "appointment", "claim_line", "invoice_line"),
+        build_lapsed_high_value,
+    )
+)
+register(
+    ReportSpec(
+        "new_vs_returning_patients",
+        "New versus returning patients",
+        "Patients with a fulfilled visit in a period split into new (first-ever fulfilled visit falls in the "
+        "period) and returning, with visit counts, in total and by provider.",
+        (),
+        ("appointment",),
+        build_new_vs_returning,
+        takes_period=True,
+    )
+)

@@ -1,0 +1,1 @@
+"""Read-only SQL over the materialized practice views, confined by the SQLite engine to what a principal may see."""

@@ -1,0 +1,217 @@
+"""SQL analytics use cases: list_views, describe_view and query_sql, each audited exactly once.
+
+They follow Gateway._run: plan under the caller's policy, run, write one audit record whatever the
+outcome (HIPAA 45 CFR 164.312(b)); no audit, no answer. The record of a query keeps a SHA-256 of the
+SQL (never its text: literals may be names), the views it read (as the record's query), the rows
+returned, and the patient its rows were confined to when the caller is confined to one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fhirgate.analytics.sql.catalog import ViewInfo
+from fhirgate.analytics.sql.limits import SqlLimits
+from fhirgate.analytics.sql.policy import ViewGrant, confined_patients, grant_views
+from fhirgate.analytics.sql.sandbox import SqlSandbox
+from fhirgate.errors import AuditError, ConfigError, FhirgateError, InvalidInput
+from fhirgate.service.auditing import AuditWriter, Trail
+from fhirgate.service.context import RequestContext
+from fhirgate.service.paging import Pager
+from fhirgate.store.contract import FhirStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TOOL = "query_sql"
+
+DATES_NOTE = (
+    "Dates are FHIR text with the record's UTC offset (2025-03-04T09:30:00-05:00). Compare the local date by "
+    "prefix: start_time >= '2025-03-03' AND start_time < '2025-03-10' (uses indexes); compare instants with "
+    "julianday(start_time) or unixepoch(start_time), which convert to UTC; date(x) gives the UTC date."
+)
+EXAMPLES = (
+    "No-shows per practitioner in a week: SELECT p.family, p.given, count(*) AS no_shows FROM appointment a "
+    "JOIN practitioner p ON p.id = a.practitioner_id WHERE a.status = 'noshow' AND a.start_time >= '2025-03-03' "
+    "AND a.start_time < '2025-03-10' GROUP BY p.id ORDER BY no_shows DESC",
+    "Patients with a diabetes diagnosis (ICD-10 E11): SELECT count(DISTINCT patient_id) FROM condition "
+    "WHERE system = 'http://hl7.org/fhir/sid/icd-10-cm' AND code LIKE 'E11%'",
+    "Latest HbA1c per patient: SELECT patient_id, max(effective) AS last, value FROM observation "
+    "WHERE code = '4548-4' GROUP BY patient_id",
+)
+
+
+def sql_digest(sql: str) -> str:
+    """SHA-256 of the SQL text as given: what the audit record keeps instead of the SQL."""
+    return hashlib.sha256(sql.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(slots=True)
+class SqlTrail:
+    """The audit trail of one analytics call, plus what its success record reports."""
+
+    trail: Trail
+    digest: str | None = None
+    rows: int | None = None
+
+    def reason(self, base: str | None) -> str | None:
+        parts = [p for p in (base, self.rows is not None and f"rows={self.rows}") if p]
+        if self.digest:
+            parts.append(f"sql_sha256={self.digest}")
+        return "; ".join(str(p) for p in parts) or None
+
+
+class Analytics:
+    """The three SQL use cases over one store's views."""
+
+    def __init__(self, sandbox: SqlSandbox, audit: AuditWriter, pager: Pager) -> None:
+        self.sandbox = sandbox
+        self.audit = audit
+        self.pager = pager
+
+    @classmethod
+    def for_store(
+        cls, store: FhirStore, audit: AuditWriter, pager: Pager, limits: SqlLimits | None = None
+    ) -> Analytics:
+        """Analytics over the SQLite store's file (other backends have no views yet)."""
+        reopen = getattr(store, "reopen_args", None)
+        if not callable(reopen):
+            raise ConfigError("SQL analytics needs the SQLite store")
+        path, key = reopen()
+        return cls(SqlSandbox(path, key=key, limits=limits), audit, pager)
+
+    def close(self) -> None:
+        """Close the sandbox connections."""
+        self.sandbox.close()
+
+    # -- the audited execution path (as Gateway._run) ------------------------------------------------
+
+    def _run(self, ctx: RequestContext, st: SqlTrail, body: Callable[[], T]) -> T:
+        from fhirgate.service.gateway import InternalError, classify
+
+        try:
+            result = body()
+        except AuditError:
+            raise
+        except FhirgateError as exc:
+            outcome, reason = classify(exc, st.trail)
+            self.audit.write_trail(ctx, st.trail, outcome=outcome, reason=st.reason(reason))
+            raise
+        except Exception as exc:
+            log.error("request %s (%s) failed: %s", ctx.request_id, ctx.name, type(exc).__name__)
+            log.debug("traceback for request %s", ctx.request_id, exc_info=True)
+            self.audit.write_trail(ctx, st.trail, outcome="error", reason=st.reason(f"internal.{type(exc).__name__}"))
+            raise InternalError(f"internal error (request {ctx.request_id})") from None
+        self.audit.write_trail(ctx, st.trail, outcome="success", reason=st.reason(None))
+        return result
+
+    def _grants(self, ctx: RequestContext) -> tuple[dict[str, ViewInfo], dict[str, ViewGrant]]:
+        catalog = self.sandbox.catalog()
+        return catalog, grant_views(ctx.principal, catalog)
+
+    # -- use cases -----------------------------------------------------------------------------------
+
+    def list_views(self, ctx: RequestContext) -> dict[str, Any]:
+        """Every view, whether the caller may query it (and why not), its grain and columns."""
+        st = SqlTrail(Trail("sql.views", arguments={}))
+
+        def body() -> dict[str, Any]:
+            catalog, grants = self._grants(ctx)
+            views = [_summary(info, grants[name]) for name, info in catalog.items()]
+            return {
+                "views": views,
+                "dialect": "SQLite 3 (one SELECT per call; WITH, JOIN, GROUP BY, window and JSON functions work)",
+                "dates": DATES_NOTE,
+                "examples": list(EXAMPLES),
+                "limits": self.sandbox.limits.as_dict(),
+            }
+
+        return self._run(ctx, st, body)
+
+    def describe_view(self, ctx: RequestContext, view: str) -> dict[str, Any]:
+        """One view's columns (types, descriptions) and the row restriction in effect for the caller."""
+        st = SqlTrail(Trail("sql.describe", arguments={"view": view}))
+
+        def body() -> dict[str, Any]:
+            catalog, grants = self._grants(ctx)
+            if not isinstance(view, str) or view not in catalog:
+                raise InvalidInput("view", "unknown view", ", ".join(sorted(catalog)) or "no views are materialized")
+            info, grant = catalog[view], grants[view]
+            st.trail.query_params = [view]
+            return {
+                **_summary(info, grant),
+                "columns": [c.as_dict() for c in info.columns],
+                "restriction": _restriction(grant),
+                "dates": DATES_NOTE,
+            }
+
+        return self._run(ctx, st, body)
+
+    def query_sql(
+        self, ctx: RequestContext, sql: str, *, max_rows: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of one SELECT's result over the caller's views; next pages by cursor with the same SQL."""
+        limits = self.sandbox.limits
+        digest = sql_digest(sql) if isinstance(sql, str) else None
+        rows_arg = limits.default_rows if max_rows is None else max_rows
+        st = SqlTrail(Trail("sql.query", arguments={"sql_sha256": digest, "max_rows": rows_arg}), digest=digest)
+
+        def body() -> dict[str, Any]:
+            checked = limits.check_sql(sql)
+            rows_wanted = limits.check_rows(rows_arg)
+            bound = {"sql": checked, "max_rows": rows_wanted}
+            offset = self.pager.offset(ctx.principal, TOOL, bound, cursor)
+            _, grants = self._grants(ctx)
+            touched: set[str] = set()
+            try:
+                page = self.sandbox.query(grants, checked, offset=offset, max_rows=rows_wanted, touched=touched)
+            finally:
+                # Even a refused query records the views it reached and whose rows they were confined to.
+                st.trail.query_params = sorted(touched)
+                st.trail.patients = confined_patients(grants, touched)
+            st.rows = len(page.rows)
+            next_cursor = self.pager.next_cursor(ctx.principal, TOOL, bound, page.next_offset)
+            restricted = sorted({g.patient for n, g in grants.items() if n in page.views and g.patient})
+            return {
+                "columns": page.columns,
+                "rows": page.rows,
+                "views": list(page.views),
+                "confined_to_patient": restricted[0] if len(restricted) == 1 else None,
+                "page": {
+                    "offset": offset,
+                    "returned": len(page.rows),
+                    "next_cursor": next_cursor,
+                    "note": (
+                        f"Stopped at the bound of {limits.max_offset + limits.max_rows} rows: aggregate "
+                        "(GROUP BY) or filter instead of paging further."
+                    )
+                    if page.bounded
+                    else None,
+                },
+            }
+
+        return self._run(ctx, st, body)
+
+
+def _summary(info: ViewInfo, grant: ViewGrant) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "title": info.title,
+        "grain": info.grain,
+        "resource_type": info.resource_type,
+        "column_names": list(info.column_names),
+        "available": grant.allowed,
+        "access": grant.detail,
+        "required_scope": None if grant.allowed else grant.required_scope,
+    }
+
+
+def _restriction(grant: ViewGrant) -> dict[str, Any]:
+    if not grant.allowed or grant.rows is None:
+        return {"kind": "unavailable", "detail": grant.detail, "patient": None}
+    if grant.rows.patient is None:
+        return {"kind": "none", "detail": grant.rows.describe(), "patient": None}
+    return {"kind": "patient", "detail": grant.rows.describe(), "patient": grant.rows.patient}

@@ -1,0 +1,128 @@
+"""The run_report use case: a predefined report executed in the SQL sandbox under the caller's policy.
+
+A report is a parameterized SELECT over the practice views; it runs exactly like query_sql: on the
+sandbox's read-only connections, seeing only the view rows the caller's SMART scopes allow (a patient/
+token sees its one patient). A report whose views the caller may not search is refused up front with the
+scope it needs. Gateway.run_report wraps this body in Gateway._run, so each call writes one audit record
+naming the report, its parameters, the views read, and the patients listed or confined to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from fhirgate.analytics.reports.registry import Row, get_report, run
+from fhirgate.analytics.sql.policy import confined_patients, grant_views
+from fhirgate.core.policy.principal import Principal
+from fhirgate.errors import AccessDenied, InvalidInput, StoreError
+from fhirgate.service.analytics import Analytics
+from fhirgate.service.auditing import Trail
+
+MAX_PARAMS = 20
+
+
+def audit_arguments(name: Any, params: Any) -> dict[str, Any]:
+    """What the audit record keeps of a call: the report name and short parameter values (ids, dates, numbers)."""
+    kept: dict[str, Any] = {}
+    if isinstance(params, Mapping):
+        for key, value in list(params.items())[:MAX_PARAMS]:
+            if isinstance(value, bool | int | float) or value is None:
+                kept[str(key)[:40]] = value
+            else:
+                kept[str(key)[:40]] = str(value)[:64]
+    return {"report": str(name)[:64], "params": kept}
+
+
+def run_report(
+    analytics: Analytics,
+    principal: Principal,
+    trail: Trail,
+    name: Any,
+    params: Mapping[str, Any] | None,
+    *,
+    today: dt.date | None = None,
+) -> dict[str, Any]:
+    """Validate, authorize and run one report for `principal`; fill `trail` with what it read and returned."""
+    started = time.perf_counter()
+    spec = get_report(name)
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidInput("params", "must be an object of parameter values", ", ".join(spec.param_names()))
+    catalog = analytics.sandbox.catalog()
+    grants = grant_views(principal, catalog)
+    missing = [v for v in spec.views if v not in catalog]
+    if missing:
+        raise StoreError(
+            f"report {spec.name} needs the view {missing[0]}, which this store has not materialized "
+            "(run `fhirgate views rebuild`)"
+        )
+    for view in spec.views:
+        grant = grants[view]
+        if not grant.allowed:
+            needed = f" (needs scope {grant.required_scope})" if grant.required_scope else ""
+            raise AccessDenied(
+                f"report {spec.name} reads view {view}: {grant.detail}{needed}",
+                reason=grant.reason,
+                required_scope=grant.required_scope,
+            )
+    available = sorted(v for v in (*spec.views, *spec.optional_views) if v in grants and grants[v].allowed)
+    touched: set[str] = set()
+
+    def query(sql: str, max_rows: int) -> list[Row]:
+        try:
+            page = analytics.sandbox.query(grants, sql, max_rows=max_rows, touched=touched)
+        finally:
+            trail.query_params = sorted(touched)
+            trail.patients = confined_patients(grants, touched)
+        names = [c["name"] for c in page.columns]
+        return [dict(zip(names, row, strict=True)) for row in page.rows]
+
+    result, values, day, period = run(spec, params, query, available=available, today=today)
+    listed = [str(r["patient_id"]) for r in result.rows if r.get("patient_id")]
+    trail.patients = sorted({*trail.patients, *listed})
+    confined = confined_patients(grants, touched)
+    offset, limit = int(values["offset"]), int(values["limit"])
+    more = result.total_rows is not None and offset + len(result.rows) < result.total_rows
+    effective = {k: v for k, v in values.items() if v is not None}
+    effective["today"] = day.isoformat()
+    if period is not None:
+        effective.update(start=period.start.isoformat(), end=period.end.isoformat())
+    return {
+        "report": spec.name,
+        "title": spec.title,
+        "headline": result.headline,
+        "summary": result.summary,
+        "rows": result.rows,
+        "definition": {**result.definition, "access": _access(confined)},
+        "params": effective,
+        "page": {
+            "offset": offset,
+            "limit": limit,
+            "returned": len(result.rows),
+            "total_rows": result.total_rows,
+            "next_offset": offset + limit if more and _pages(spec.name) else None,
+        },
+        "views": sorted(touched),
+        "confined_to_patient": confined[0] if len(confined) == 1 else None,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 2),
+    }
+
+
+def _pages(name: str) -> bool:
+    """Reports whose main list pages with offset (dimension reports return every group up to limit)."""
+    return name in {
+        "patients_not_seen",
+        "lapsed_high_value_patients",
+        "diabetes_without_a1c",
+        "service_volume",
+        "provider_utilization",
+        "new_vs_returning_patients",
+    }
+
+
+def _access(confined: list[str]) -> str:
+    if confined:
+        return f"Only the rows of Patient/{confined[0]}: your access is confined to that patient's compartment."
+    return "Every row of the practice your scopes allow to be searched."
