@@ -36,13 +36,18 @@ IndexSpec = tuple[str, ...]
 
 # Indexes of the built-in views beyond `_rid` (and `patient_id`, unless an index below leads with it).
 BUILTIN_INDEXES: dict[str, tuple[IndexSpec, ...]] = {
-    # (practitioner_id, start_time, status) covers per-provider status counts over a period without a table lookup.
-    "appointment": (("start_time",), ("practitioner_id", "start_time", "status"), ("patient_id", "start_time")),
+    # Covering indexes for the practice reports: a period scan over appointments reads the index only.
+    "appointment": (
+        ("start_time", "status", "practitioner_id", "service_code", "patient_id", "cancel_reason", "minutes"),
+        ("practitioner_id", "start_time", "status"),
+        ("patient_id", "status", "start_time", "practitioner_id", "created"),
+    ),
     "encounter": (("patient_id", "start_time"),),
     "observation": (("code", "patient_id", "effective"),),
     "condition": (("code", "patient_id"),),
-    "claim_line": (("patient_id",),),
-    "invoice_line": (("patient_id",),),
+    "claim_line": (("patient_id", "status", "amount"), ("service_date",)),
+    "invoice_line": (("patient_id", "status", "amount"), ("date",)),
+    "patient": (("id",),),
 }
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
