@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from report_oracle import Raw
+from report_oracle import DEMO_TODAY, Raw
 
 from fhirgate.app import build_gateway
 from fhirgate.config import DataDir
@@ -16,7 +15,7 @@ from fhirgate.demo.generator import DemoSummary, write_practice
 from fhirgate.service.gateway import Gateway
 from fhirgate.store.factory import open_store
 
-TODAY = dt.date(2026, 11, 21)
+TODAY = DEMO_TODAY
 PATIENTS = 120
 RAW_TYPES = ("Patient", "Practitioner", "Appointment", "Encounter", "Claim", "Invoice", "Condition", "Observation")
 

@@ -6,6 +6,7 @@ Dates: each record's local wall-clock time in its own offset, via datetime.fromi
 
 from __future__ import annotations
 
+import datetime as _dt
 import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -309,3 +310,7 @@ def diabetes_gaps(raw: Raw, today: dt.date, months: int = 6) -> tuple[set[str], 
             last[pid] = o["effectiveDateTime"]
     gaps = {p: last.get(p) for p in dm if p not in last or day(last[p]) < cutoff}
     return dm, gaps
+
+
+# The anchor date of the report tests' demo practice (shared by conftest and the test modules).
+DEMO_TODAY = _dt.date(2026, 11, 21)

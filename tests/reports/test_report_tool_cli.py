@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import jsonschema
 import pytest
+from report_oracle import DEMO_TODAY as TODAY
 
-from conftest import TODAY
 from fhirgate.analytics.reports.registry import report_names
 from fhirgate.app import build_gateway
 from fhirgate.cli.main import main

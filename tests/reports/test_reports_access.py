@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from report_oracle import DEMO_TODAY as TODAY
 from report_oracle import Raw
 
-from conftest import TODAY
 from fhirgate.analytics.reports.registry import report_names
 from fhirgate.audit.record import AuditRecord
 from fhirgate.config import DataDir

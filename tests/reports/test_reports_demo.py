@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from report_oracle import DEMO_TODAY as TODAY
 from report_oracle import (
     Raw,
     cancellations,
@@ -19,7 +20,6 @@ from report_oracle import (
     utilization,
 )
 
-from conftest import TODAY
 from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.scopes import ScopeSet
 from fhirgate.service.context import RequestContext
