@@ -11,15 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# SQL on FHIR v2 "Type hinting": FHIR primitive -> the SQLite type the materializer declares.
-_SQL_TYPES = {
-    "boolean": "INTEGER",
-    "integer": "INTEGER",
-    "integer64": "INTEGER",
-    "positiveInt": "INTEGER",
-    "unsignedInt": "INTEGER",
-    "decimal": "REAL",
-}
+from fhirgate.analytics.views.materializer import affinity
 
 _TYPE_NOTES = {
     "id": "FHIR id (the part after 'Type/'); use it to join views",
@@ -109,7 +101,7 @@ def _walk(selects: Any, out: list[ViewColumn]) -> None:
             if isinstance(col, dict) and isinstance(col.get("name"), str):
                 fhir_type = col.get("type") if isinstance(col.get("type"), str) else None
                 collection = bool(col.get("collection"))
-                sql_type = "TEXT" if collection else _SQL_TYPES.get(fhir_type or "", "TEXT" if fhir_type else "")
+                sql_type = affinity(fhir_type, collection)  # the type the materializer declared
                 out.append(ViewColumn(col["name"], fhir_type, sql_type, str(col.get("path") or ""), collection))
         _walk(select.get("select"), out)
         union = select.get("unionAll")
