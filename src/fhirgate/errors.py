@@ -90,3 +90,9 @@ class ConfigError(FhirgateError):
     """The data directory or a configuration value is missing or invalid."""
 
     code = "config-error"
+
+
+class InternalError(FhirgateError):
+    """An unexpected failure inside a use case; the message carries no detail (details are logged, ids only)."""
+
+    code = "internal-error"

@@ -16,9 +16,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
-from fhirgate.errors import AuditError, FhirgateError
+from fhirgate.errors import AuditError, FhirgateError, InternalError
 from fhirgate.mcp.audit_hook import current_request
-from fhirgate.service.gateway import Gateway, InternalError
+from fhirgate.service.gateway import Gateway
 
 FHIR_TEMPLATE = "fhir://{resource_type}/{id}"
 SUMMARY_TEMPLATE = "patient://{patient_id}/summary"

@@ -18,8 +18,8 @@ from fhirgate.analytics.sql.catalog import ViewInfo
 from fhirgate.analytics.sql.limits import SqlLimits
 from fhirgate.analytics.sql.policy import ViewGrant, confined_patients, grant_views
 from fhirgate.analytics.sql.sandbox import SqlSandbox
-from fhirgate.errors import AuditError, ConfigError, FhirgateError, InvalidInput
-from fhirgate.service.auditing import AuditWriter, Trail
+from fhirgate.errors import ConfigError, InvalidInput
+from fhirgate.service.auditing import AuditWriter, Trail, run_audited
 from fhirgate.service.context import RequestContext
 from fhirgate.service.paging import Pager
 from fhirgate.store.contract import FhirStore
@@ -90,23 +90,7 @@ class Analytics:
     # -- the audited execution path (as Gateway._run) ------------------------------------------------
 
     def _run(self, ctx: RequestContext, st: SqlTrail, body: Callable[[], T]) -> T:
-        from fhirgate.service.gateway import InternalError, classify
-
-        try:
-            result = body()
-        except AuditError:
-            raise
-        except FhirgateError as exc:
-            outcome, reason = classify(exc, st.trail)
-            self.audit.write_trail(ctx, st.trail, outcome=outcome, reason=st.reason(reason))
-            raise
-        except Exception as exc:
-            log.error("request %s (%s) failed: %s", ctx.request_id, ctx.name, type(exc).__name__)
-            log.debug("traceback for request %s", ctx.request_id, exc_info=True)
-            self.audit.write_trail(ctx, st.trail, outcome="error", reason=st.reason(f"internal.{type(exc).__name__}"))
-            raise InternalError(f"internal error (request {ctx.request_id})") from None
-        self.audit.write_trail(ctx, st.trail, outcome="success", reason=st.reason(None))
-        return result
+        return run_audited(self.audit, ctx, st.trail, body, reason=st.reason)
 
     def _grants(self, ctx: RequestContext) -> tuple[dict[str, ViewInfo], dict[str, ViewGrant]]:
         catalog = self.sandbox.catalog()

@@ -7,14 +7,18 @@ record is written BEFORE the response leaves; if the write fails, the request fa
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fhirgate.audit.record import AuditRecord
-from fhirgate.errors import AuditError
+from fhirgate.errors import AccessDenied, AuditError, FhirgateError, InternalError, InvalidInput, NotFound
 from fhirgate.service.context import RequestContext
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class AuditSink(Protocol):
@@ -141,3 +145,44 @@ class AuditWriter:
             raise
         except Exception as exc:
             raise AuditError(f"audit record could not be written ({type(exc).__name__})") from None
+
+
+def classify(exc: FhirgateError, trail: Trail) -> tuple[str, str | None]:
+    """The audit outcome and reason for a failed use case."""
+    if isinstance(exc, NotFound):
+        return ("denied", trail.masked_denial) if trail.masked_denial else ("not-found", None)
+    if isinstance(exc, AccessDenied):
+        return "denied", exc.reason
+    if isinstance(exc, InvalidInput):
+        return "invalid", f"invalid.{exc.param}"[:120]
+    return "error", exc.code
+
+
+def run_audited(
+    writer: AuditWriter,
+    ctx: RequestContext,
+    trail: Trail,
+    body: Callable[[], T],
+    *,
+    reason: Callable[[str | None], str | None] = lambda r: r,
+) -> T:
+    """Run one use case and write its one audit record, whatever the outcome, before returning or raising.
+
+    Unexpected exceptions become InternalError (no detail to the caller; the type is logged with the request
+    id). `reason` lets a use case add to the recorded reason (e.g. a row count or a query digest).
+    """
+    try:
+        result = body()
+    except AuditError:
+        raise
+    except FhirgateError as exc:
+        outcome, why = classify(exc, trail)
+        writer.write_trail(ctx, trail, outcome=outcome, reason=reason(why))
+        raise
+    except Exception as exc:
+        log.error("request %s (%s) failed: %s", ctx.request_id, ctx.name, type(exc).__name__)
+        log.debug("traceback for request %s", ctx.request_id, exc_info=True)
+        writer.write_trail(ctx, trail, outcome="error", reason=reason(f"internal.{type(exc).__name__}"))
+        raise InternalError(f"internal error (request {ctx.request_id})") from None
+    writer.write_trail(ctx, trail, outcome="success", reason=reason(None))
+    return result

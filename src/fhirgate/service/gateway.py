@@ -14,10 +14,9 @@ from typing import Any, TypeVar
 
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
 from fhirgate.core.policy.access import plan_access
-from fhirgate.errors import AccessDenied, AuditError, FhirgateError, InvalidInput, NotFound
 from fhirgate.service import patients, records, resources
 from fhirgate.service.analytics import Analytics
-from fhirgate.service.auditing import AuditSink, AuditWriter, Trail
+from fhirgate.service.auditing import AuditSink, AuditWriter, Trail, run_audited
 from fhirgate.service.context import RequestContext
 from fhirgate.service.cursor import CursorCodec
 from fhirgate.service.guard import Guard
@@ -27,23 +26,6 @@ from fhirgate.store.contract import FhirStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class InternalError(FhirgateError):
-    """An unexpected failure inside a use case; the message carries no detail (details are logged)."""
-
-    code = "internal-error"
-
-
-def classify(exc: FhirgateError, trail: Trail) -> tuple[str, str | None]:
-    """The audit outcome and reason for a failed use case."""
-    if isinstance(exc, NotFound):
-        return ("denied", trail.masked_denial) if trail.masked_denial else ("not-found", None)
-    if isinstance(exc, AccessDenied):
-        return "denied", exc.reason
-    if isinstance(exc, InvalidInput):
-        return "invalid", f"invalid.{exc.param}"[:120]
-    return "error", exc.code
 
 
 class Gateway:
@@ -75,21 +57,7 @@ class Gateway:
 
     def _run(self, ctx: RequestContext, trail: Trail, body: Callable[[Guard], T]) -> T:
         guard = Guard(ctx.principal)
-        try:
-            result = body(guard)
-        except AuditError:
-            raise
-        except FhirgateError as exc:
-            outcome, reason = classify(exc, trail)
-            self.audit.write_trail(ctx, trail, outcome=outcome, reason=reason)
-            raise
-        except Exception as exc:
-            log.error("request %s (%s) failed: %s", ctx.request_id, ctx.name, type(exc).__name__)
-            log.debug("traceback for request %s", ctx.request_id, exc_info=True)
-            self.audit.write_trail(ctx, trail, outcome="error", reason=f"internal.{type(exc).__name__}")
-            raise InternalError(f"internal error (request {ctx.request_id})") from None
-        self.audit.write_trail(ctx, trail, outcome="success", reason=None)
-        return result
+        return run_audited(self.audit, ctx, trail, lambda: body(guard))
 
     # -- use cases --------------------------------------------------------------------------------
 
