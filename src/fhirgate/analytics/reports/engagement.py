@@ -129,18 +129,20 @@ def build_lapsed_high_value(ctx: ReportContext) -> ReportResult:
     floor = int(ctx.params["min_billed"])
     cutoff = add_months(ctx.today, -months)
     c = sql_date(cutoff)
+    # Billed amounts are summed once per quiet patient (materialized), and the last appointment is looked up
+    # only for the page of rows returned, not for every lapsed patient.
     sql = (
         f"WITH panel AS ({ACTIVE_PANEL}), "
         "quiet AS (SELECT p.* FROM panel p WHERE NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
-        f"AND a.start_time >= {c}) AND NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
-        f"AND a.created >= {c})), "
-        "b AS (SELECT q.*, coalesce((SELECT sum(amount) FROM claim_line l WHERE l.patient_id = q.id AND l.status "
-        f"NOT IN {NOT_BILLED_SQL}), 0) + coalesce((SELECT sum(amount) FROM invoice_line l WHERE l.patient_id = q.id "
-        f"AND l.status NOT IN {NOT_BILLED_SQL}), 0) AS billed FROM quiet q) "
-        "SELECT b.id, b.family, b.given, round(b.billed, 2) AS billed, (SELECT a.start_time || '|' || "
-        "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = b.id ORDER BY a.start_time DESC LIMIT 1) "
-        "AS last, count(*) OVER () AS lapsed, sum(b.billed) OVER () AS lapsed_billed FROM b "
-        f"WHERE b.billed > 0 AND b.billed >= {floor} ORDER BY b.billed DESC, b.id" + ctx.page_sql()
+        f"AND (a.start_time >= {c} OR a.created >= {c}))), "
+        "b AS MATERIALIZED (SELECT q.*, coalesce((SELECT sum(amount) FROM claim_line l WHERE l.patient_id = q.id "
+        f"AND l.status NOT IN {NOT_BILLED_SQL}), 0) + coalesce((SELECT sum(amount) FROM invoice_line l "
+        f"WHERE l.patient_id = q.id AND l.status NOT IN {NOT_BILLED_SQL}), 0) AS billed FROM quiet q), "
+        "r AS MATERIALIZED (SELECT b.*, count(*) OVER () AS lapsed, sum(b.billed) OVER () AS lapsed_billed FROM b "
+        f"WHERE b.billed > 0 AND b.billed >= {floor} ORDER BY b.billed DESC, b.id{ctx.page_sql()}) "
+        "SELECT r.id, r.family, r.given, round(r.billed, 2) AS billed, (SELECT a.start_time || '|' || "
+        "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = r.id ORDER BY a.start_time DESC LIMIT 1) "
+        "AS last, r.lapsed, r.lapsed_billed FROM r ORDER BY r.billed DESC, r.id"
     )
     raw = ctx.query(sql, ctx.limit)
     rows = []

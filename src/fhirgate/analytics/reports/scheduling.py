@@ -37,19 +37,25 @@ def _periods(ctx: ReportContext) -> Period:
 def _no_show_rows(ctx: ReportContext) -> list[dict[str, Any]]:
     cur = _periods(ctx)
     prev = cur.previous()
-    counts = "sum(cur AND ns) AS n, sum(cur AND NOT ns) AS f, sum(NOT cur AND ns) AS pn, sum(NOT cur AND NOT ns) AS pf"
+    c = f"start_time >= '{cur.start.isoformat()}'"
+    p = f"start_time < '{cur.start.isoformat()}'"
+    sums = "sum(n), sum(f), sum(pn), sum(pf)"
+    # One pass over the covering index into per-appointment 0/1 flags; weekday is computed once per local
+    # date (strftime per row costs more than the grouping), then rolled up.
     sql = (
         "WITH a AS MATERIALIZED (SELECT practitioner_id AS prac, service_code AS svc, service_display AS svc_name, "
-        "CAST(strftime('%w', substr(start_time, 1, 10)) AS INTEGER) AS wd, "
+        "substr(start_time, 1, 10) AS d, "
         "CASE WHEN length(start_time) >= 13 THEN CAST(substr(start_time, 12, 2) AS INTEGER) END AS hr, "
-        f"status = 'noshow' AS ns, start_time >= '{cur.start.isoformat()}' AS cur FROM appointment "
+        f"{c} AND status = 'noshow' AS n, {c} AND status <> 'noshow' AS f, "
+        f"{p} AND status = 'noshow' AS pn, {p} AND status <> 'noshow' AS pf FROM appointment "
         f"WHERE start_time >= '{prev.start.isoformat()}' AND start_time < '{cur.end.isoformat()}' "
         "AND status IN ('noshow', 'fulfilled')) "
-        f"SELECT 'total' AS dim, NULL AS k, NULL AS label, {counts} FROM a "
-        f"UNION ALL SELECT 'provider', prac, NULL, {counts} FROM a GROUP BY prac "
-        f"UNION ALL SELECT 'service', svc, max(svc_name), {counts} FROM a GROUP BY svc "
-        f"UNION ALL SELECT 'weekday', wd, NULL, {counts} FROM a GROUP BY wd "
-        f"UNION ALL SELECT 'hour', hr, NULL, {counts} FROM a GROUP BY hr"
+        "SELECT 'total' AS dim, NULL AS k, NULL AS label, sum(n) AS n, sum(f) AS f, sum(pn) AS pn, sum(pf) AS pf "
+        f"FROM a UNION ALL SELECT 'provider', prac, NULL, {sums} FROM a GROUP BY prac "
+        f"UNION ALL SELECT 'service', svc, max(svc_name), {sums} FROM a GROUP BY svc "
+        f"UNION ALL SELECT 'weekday', wd, NULL, {sums} FROM (SELECT CAST(strftime('%w', d) AS INTEGER) AS wd, "
+        "sum(n) AS n, sum(f) AS f, sum(pn) AS pn, sum(pf) AS pf FROM a GROUP BY d) GROUP BY wd "
+        f"UNION ALL SELECT 'hour', hr, NULL, {sums} FROM a GROUP BY hr"
     )
     return ctx.query(sql, 200)
 

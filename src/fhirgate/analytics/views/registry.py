@@ -38,7 +38,17 @@ IndexSpec = tuple[str, ...]
 BUILTIN_INDEXES: dict[str, tuple[IndexSpec, ...]] = {
     # Covering indexes for the practice reports: a period scan over appointments reads the index only.
     "appointment": (
-        ("start_time", "status", "practitioner_id", "service_code", "patient_id", "cancel_reason", "minutes"),
+        (
+            "start_time",
+            "status",
+            "practitioner_id",
+            "service_code",
+            "patient_id",
+            "cancel_reason",
+            "minutes",
+            "service_display",
+            "end_time",
+        ),
         ("practitioner_id", "start_time", "status"),
         ("patient_id", "status", "start_time", "practitioner_id", "created"),
     ),
