@@ -24,6 +24,7 @@ ACTIVE_PANEL = (
     "SELECT id, family, given, general_practitioner_id AS gp FROM patient "
     "WHERE active = 1 AND coalesce(deceased, 0) = 0"
 )
+SUMMARY = "patient_activity"  # maintained per-patient summary (analytics.views.summary)
 ACTIVE_DEF = "Patients with Patient.active = true and not deceased (patient view)."
 
 
@@ -47,20 +48,42 @@ def build_patients_not_seen(ctx: ReportContext) -> ReportResult:
     if prac and attribution == "general_practitioner":
         panel_filter = f" AND general_practitioner_id = {sql_id(prac)}"
     gone_filter = f" WHERE last_prac = {sql_id(prac)}" if prac and attribution == "last_visit" else ""
-    sql = (
-        f"WITH panel AS ({ACTIVE_PANEL}{panel_filter}), "
-        "seen AS (SELECT DISTINCT patient_id FROM appointment WHERE status = 'fulfilled' "
-        f"AND start_time >= {sql_date(cutoff)} AND start_time < {sql_date(tomorrow)} AND patient_id IS NOT NULL), "
-        "g0 AS (SELECT p.*, (SELECT a.start_time || '|' || coalesce(a.practitioner_id, '') FROM appointment a "
-        "WHERE a.patient_id = p.id AND a.status = 'fulfilled' AND a.start_time < "
-        f"{sql_date(cutoff)} ORDER BY a.start_time DESC LIMIT 1) AS last FROM panel p "
-        "WHERE p.id NOT IN (SELECT patient_id FROM seen)), "
-        "g AS (SELECT *, CASE WHEN last IS NOT NULL THEN substr(last, instr(last, '|') + 1) END AS last_prac "
-        "FROM g0) "
-        "SELECT id, family, given, gp, last, count(*) OVER () AS not_seen, sum(last IS NULL) OVER () AS never, "
-        f"(SELECT count(*) FROM panel) AS panel_size FROM g{gone_filter} "
-        "ORDER BY last IS NOT NULL, last, id" + ctx.page_sql()
-    )
+    lo, hi = sql_date(cutoff), sql_date(tomorrow)
+    if SUMMARY in ctx.available:
+        # patient_activity.last_fulfilled_start decides seen / not seen per patient; only when it lies after
+        # the window (a fulfilled start later than `today`) is the appointment view asked about the window.
+        sql = (
+            f"WITH panel AS ({ACTIVE_PANEL}{panel_filter}), "
+            "g0 AS (SELECT p.*, CASE WHEN s.last_fulfilled_start IS NULL THEN NULL "
+            f"WHEN s.last_fulfilled_start < {lo} THEN s.last_fulfilled_start || '|' || s.last_fulfilled_practitioner "
+            "ELSE (SELECT a.start_time || '|' || coalesce(a.practitioner_id, '') FROM appointment a "
+            f"WHERE a.patient_id = p.id AND a.status = 'fulfilled' AND a.start_time < {lo} "
+            "ORDER BY a.start_time DESC LIMIT 1) END AS last FROM panel p "
+            "LEFT JOIN patient_activity s ON s.patient_id = p.id "
+            f"WHERE s.last_fulfilled_start IS NULL OR s.last_fulfilled_start < {lo} OR "
+            f"(s.last_fulfilled_start >= {hi} AND NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
+            f"AND a.status = 'fulfilled' AND a.start_time >= {lo} AND a.start_time < {hi}))), "
+            "g AS (SELECT *, CASE WHEN last IS NOT NULL THEN substr(last, instr(last, '|') + 1) END AS last_prac "
+            "FROM g0) "
+            "SELECT id, family, given, gp, last, count(*) OVER () AS not_seen, sum(last IS NULL) OVER () AS never, "
+            f"(SELECT count(*) FROM panel) AS panel_size FROM g{gone_filter} "
+            "ORDER BY last IS NOT NULL, last, id" + ctx.page_sql()
+        )
+    else:  # the caller may not read the summary: the same rows from the views alone
+        sql = (
+            f"WITH panel AS ({ACTIVE_PANEL}{panel_filter}), "
+            "seen AS (SELECT DISTINCT patient_id FROM appointment WHERE status = 'fulfilled' "
+            f"AND start_time >= {sql_date(cutoff)} AND start_time < {sql_date(tomorrow)} AND patient_id IS NOT NULL), "
+            "g0 AS (SELECT p.*, (SELECT a.start_time || '|' || coalesce(a.practitioner_id, '') FROM appointment a "
+            "WHERE a.patient_id = p.id AND a.status = 'fulfilled' AND a.start_time < "
+            f"{sql_date(cutoff)} ORDER BY a.start_time DESC LIMIT 1) AS last FROM panel p "
+            "WHERE p.id NOT IN (SELECT patient_id FROM seen)), "
+            "g AS (SELECT *, CASE WHEN last IS NOT NULL THEN substr(last, instr(last, '|') + 1) END AS last_prac "
+            "FROM g0) "
+            "SELECT id, family, given, gp, last, count(*) OVER () AS not_seen, sum(last IS NULL) OVER () AS never, "
+            f"(SELECT count(*) FROM panel) AS panel_size FROM g{gone_filter} "
+            "ORDER BY last IS NOT NULL, last, id" + ctx.page_sql()
+        )
     raw = ctx.query(sql, ctx.limit)
     names = ctx.practitioner_names()
     rows = []
@@ -110,7 +133,7 @@ def build_patients_not_seen(ctx: ReportContext) -> ReportResult:
             "attribution=general_practitioner keeps patients whose Patient.generalPractitioner is that practitioner."
         ),
         "order": "never seen first, then oldest last visit; limit/offset page the list.",
-        "sources": ["patient", "appointment"],
+        "sources": ["patient", "appointment", *([SUMMARY] if SUMMARY in ctx.available else [])],
     }
     summary = {
         "not_seen": not_seen,
@@ -129,21 +152,36 @@ def build_lapsed_high_value(ctx: ReportContext) -> ReportResult:
     floor = int(ctx.params["min_billed"])
     cutoff = add_months(ctx.today, -months)
     c = sql_date(cutoff)
-    # Billed amounts are summed once per quiet patient (materialized), and the last appointment is looked up
-    # only for the page of rows returned, not for every lapsed patient.
-    sql = (
-        f"WITH panel AS ({ACTIVE_PANEL}), "
-        "quiet AS (SELECT p.* FROM panel p WHERE NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
-        f"AND (a.start_time >= {c} OR a.created >= {c}))), "
-        "b AS MATERIALIZED (SELECT q.*, coalesce((SELECT sum(amount) FROM claim_line l WHERE l.patient_id = q.id "
-        f"AND l.status NOT IN {NOT_BILLED_SQL}), 0) + coalesce((SELECT sum(amount) FROM invoice_line l "
-        f"WHERE l.patient_id = q.id AND l.status NOT IN {NOT_BILLED_SQL}), 0) AS billed FROM quiet q), "
-        "r AS MATERIALIZED (SELECT b.*, count(*) OVER () AS lapsed, sum(b.billed) OVER () AS lapsed_billed FROM b "
-        f"WHERE b.billed > 0 AND b.billed >= {floor} ORDER BY b.billed DESC, b.id{ctx.page_sql()}) "
-        "SELECT r.id, r.family, r.given, round(r.billed, 2) AS billed, (SELECT a.start_time || '|' || "
-        "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = r.id ORDER BY a.start_time DESC LIMIT 1) "
-        "AS last, r.lapsed, r.lapsed_billed FROM r ORDER BY r.billed DESC, r.id"
-    )
+    if SUMMARY in ctx.available:
+        # Lifetime billed and the latest appointment start/created come from the patient_activity summary;
+        # the last appointment is looked up only for the page of rows returned.
+        sql = (
+            f"WITH panel AS ({ACTIVE_PANEL}), "
+            "r AS MATERIALIZED (SELECT p.*, s.lifetime_billed AS billed, count(*) OVER () AS lapsed, "
+            "sum(s.lifetime_billed) OVER () AS lapsed_billed FROM patient_activity s "
+            "JOIN panel p ON p.id = s.patient_id "
+            f"WHERE s.lifetime_billed > 0 AND s.lifetime_billed >= {floor} AND (s.last_activity IS NULL OR "
+            f"s.last_activity < {c}) ORDER BY s.lifetime_billed DESC, p.id{ctx.page_sql()}) "
+            "SELECT r.id, r.family, r.given, round(r.billed, 2) AS billed, (SELECT a.start_time || '|' || "
+            "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = r.id ORDER BY a.start_time DESC LIMIT 1) "
+            "AS last, r.lapsed, r.lapsed_billed FROM r ORDER BY r.billed DESC, r.id"
+        )
+        # Billed amounts are summed once per quiet patient (materialized), and the last appointment is looked up
+        # only for the page of rows returned, not for every lapsed patient.
+    else:  # the caller may not read the summary: the same rows from the views alone
+        sql = (
+            f"WITH panel AS ({ACTIVE_PANEL}), "
+            "quiet AS (SELECT p.* FROM panel p WHERE NOT EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id "
+            f"AND (a.start_time >= {c} OR a.created >= {c}))), "
+            "b AS MATERIALIZED (SELECT q.*, coalesce((SELECT sum(amount) FROM claim_line l WHERE l.patient_id = q.id "
+            f"AND l.status NOT IN {NOT_BILLED_SQL}), 0) + coalesce((SELECT sum(amount) FROM invoice_line l "
+            f"WHERE l.patient_id = q.id AND l.status NOT IN {NOT_BILLED_SQL}), 0) AS billed FROM quiet q), "
+            "r AS MATERIALIZED (SELECT b.*, count(*) OVER () AS lapsed, sum(b.billed) OVER () AS lapsed_billed FROM b "
+            f"WHERE b.billed > 0 AND b.billed >= {floor} ORDER BY b.billed DESC, b.id{ctx.page_sql()}) "
+            "SELECT r.id, r.family, r.given, round(r.billed, 2) AS billed, (SELECT a.start_time || '|' || "
+            "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = r.id ORDER BY a.start_time DESC LIMIT 1) "
+            "AS last, r.lapsed, r.lapsed_billed FROM r ORDER BY r.billed DESC, r.id"
+        )
     raw = ctx.query(sql, ctx.limit)
     rows = []
     for r in raw:
@@ -177,7 +215,8 @@ def build_lapsed_high_value(ctx: ReportContext) -> ReportResult:
         ),
         "lifetime_billed": BILLED_DEF + " All dates. Only patients billed more than 0 (and at least min_billed).",
         "order": "lifetime_billed descending, then patient id; limit/offset page the list.",
-        "sources": ["patient", "appointment", "claim_line", "invoice_line"],
+        "sources": ["patient", "appointment", "claim_line", "invoice_line"]
+        + ([SUMMARY] if SUMMARY in ctx.available else []),
     }
     summary = {"lapsed_patients": lapsed, "lapsed_billed": billed}
     return ReportResult(rows, headline + ".", summary, definition, lapsed)
@@ -268,6 +307,7 @@ register(
         (DAYS, PRACTITIONER, ATTRIBUTION),
         ("patient", "appointment"),
         build_patients_not_seen,
+        optional_views=("practitioner", SUMMARY),
     )
 )
 register(
@@ -279,6 +319,7 @@ register(
         (MONTHS, MIN_BILLED),
         ("patient", "appointment", "claim_line", "invoice_line"),
         build_lapsed_high_value,
+        optional_views=("practitioner", SUMMARY),
     )
 )
 register(

@@ -69,6 +69,8 @@ class ViewInfo:
     resource_type: str
     columns: tuple[ViewColumn, ...]
     builtin: bool = True
+    # Other resource types the view's rows derive from: the caller must be allowed to search these too.
+    also_reads: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -87,7 +89,9 @@ class ViewInfo:
                 out.append(ViewColumn(name, None, decl.upper(), ""))
             else:
                 out.append(ViewColumn(name, known.fhir_type, decl.upper(), known.path, known.collection))
-        return ViewInfo(self.name, self.title, self.grain, self.resource_type, tuple(out), self.builtin)
+        return ViewInfo(
+            self.name, self.title, self.grain, self.resource_type, tuple(out), self.builtin, self.also_reads
+        )
 
 
 def _walk(selects: Any, out: list[ViewColumn]) -> None:
@@ -137,4 +141,31 @@ def builtin_views() -> dict[str, ViewInfo]:
         info = view_from_definition(spec.definition, builtin=True)
         if info is not None:
             out[info.name] = info
+    out[ACTIVITY.name] = ACTIVITY
     return out
+
+
+# The per-patient summary maintained with the views (analytics.views.summary): Patient-grained, so a
+# caller confined to one patient sees only that patient's row (patient_id is the Patient's own id).
+ACTIVITY = ViewInfo(
+    name="patient_activity",
+    title="Patient activity summary",
+    grain=(
+        "One row per patient with any appointment, claim line or invoice line: latest fulfilled appointment "
+        "start, latest appointment start or created date (any status), lifetime billed amount."
+    ),
+    resource_type="Patient",
+    columns=(
+        ViewColumn("patient_id", "id", "TEXT", "getResourceKey()"),
+        ViewColumn("last_fulfilled_start", "dateTime", "TEXT", "max(appointment.start_time where fulfilled)"),
+        ViewColumn("last_fulfilled_practitioner", "id", "TEXT", "practitioner_id of that appointment ('' when none)"),
+        ViewColumn("last_activity", "dateTime", "TEXT", "max(appointment.start_time, appointment.created)"),
+        ViewColumn(
+            "lifetime_billed",
+            "decimal",
+            "REAL",
+            "sum(claim_line.amount + invoice_line.amount) not draft, cancelled or entered-in-error",
+        ),
+    ),
+    also_reads=("Appointment", "Claim", "Invoice"),
+)

@@ -90,6 +90,14 @@ def grant_view(principal: Principal, info: ViewInfo) -> ViewGrant:
     if not plan.allowed:
         detail = f"View {info.name} needs search access to {rtype}: {plan.decision.detail}"
         return ViewGrant(info.name, False, plan.decision.reason, detail, plan.decision.scope)
+    for other in info.also_reads:  # a derived view needs access to every type its rows summarize
+        more = plan_access(principal, other, "s")
+        if not more.allowed:
+            detail = f"View {info.name} summarizes {other}: {more.decision.detail}"
+            return ViewGrant(info.name, False, more.decision.reason, detail, more.decision.scope)
+        if not more.unconstrained or more.compartment != plan.compartment:
+            detail = f"Your scope for {other} is narrowed, so view {info.name} that summarizes it is not offered."
+            return ViewGrant(info.name, False, "constraint.unsupported_in_sql", detail, None)
     if not plan.unconstrained:
         detail = (
             f"Your scope for {rtype} is narrowed by SMART v2 constraints, which SQL views cannot apply; "

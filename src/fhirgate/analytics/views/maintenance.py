@@ -22,6 +22,7 @@ import apsw
 import orjson
 
 from fhirgate.analytics.views import materializer as mz
+from fhirgate.analytics.views import summary
 from fhirgate.analytics.views.registry import ViewSpec, builtin_views
 from fhirgate.core.fhir.dates import now_instant
 from fhirgate.errors import FhirgateError, InvalidInput
@@ -85,6 +86,7 @@ class PracticeViews:
         self._broken: dict[str, str] = {}
         self._stale: list[str] = []
         self._obsolete: list[str] = []
+        self._summary_stale = False
         self._version = -1
 
     # -- registry --------------------------------------------------------------------------------
@@ -134,7 +136,12 @@ class PracticeViews:
         self._views, self._stale = views, stale
         self._index()
         self._version = _schema_version(conn)
-        return bool(stale or self._obsolete or "views_meta" not in tables)
+        self._summary_stale = self._summarized() and not summary.current(conn)
+        return bool(stale or self._obsolete or self._summary_stale or "views_meta" not in tables)
+
+    def _summarized(self) -> bool:
+        """Whether the patient_activity summary is kept (every view it reads is maintained)."""
+        return summary.has_sources(self._views)
 
     def prepare(self, conn: apsw.Connection) -> None:
         """Create views_meta, build missing or stale tables, drop built-ins that no longer ship."""
@@ -145,7 +152,9 @@ class PracticeViews:
         self._obsolete = []
         if self._stale:
             self.rebuild(conn, self._stale)
-        self._stale = []
+        elif self._summary_stale:
+            summary.rebuild(conn)
+        self._stale, self._summary_stale = [], False
         self._version = _schema_version(conn)
 
     # -- maintenance (DerivedTables) ----------------------------------------------------------------
@@ -164,9 +173,19 @@ class PracticeViews:
         by_type: dict[str, list[tuple[int, dict[str, Any] | None]]] = defaultdict(list)
         for rid, (rtype, body) in latest.items():
             by_type[rtype].append((rid, body))
+        summarized = self._summarized() and not self._summary_stale  # a stale summary is rebuilt on prepare
+        rids: dict[str, list[int]] = defaultdict(list)
+        if summarized:
+            for rtype, items in by_type.items():
+                for view in self._by_type.get(rtype, ()):
+                    if view.name in summary.SOURCES:
+                        rids[view.name] += [rid for rid, _ in items]
+        touched = summary.patients_of(conn, rids)  # patients of the rows about to be replaced
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
                 mz.apply(conn, view, items)
+        if rids:
+            summary.refresh(conn, touched | summary.patients_of(conn, rids))
 
     def rebuild(self, conn: apsw.Connection, names: Iterable[str] | None = None) -> dict[str, int]:
         """Rebuild the named views (default: all) from the current resources; returns rows per view."""
@@ -191,6 +210,8 @@ class PracticeViews:
                     (spec.name, spec.resource, int(spec.builtin), spec.text, spec.digest, built),
                 )
                 counts[spec.name] = self._count(conn, spec.name)
+        if self._summarized() and (any(n in summary.SOURCES for n in chosen) or not summary.current(conn)):
+            summary.rebuild(conn)  # not a view: not counted
         self._version = _schema_version(conn)
         return counts
 

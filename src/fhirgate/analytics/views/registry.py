@@ -23,9 +23,14 @@ from fhirgate.errors import InvalidInput
 LAYOUT_VERSION = 1
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-NAME_RULE = "[a-z][a-z0-9_]{0,62}, not a store table (resources, history, params, ix_*, compartment, store_meta)"
+NAME_RULE = (
+    "[a-z][a-z0-9_]{0,62}, not a store table (resources, history, params, ix_*, compartment, store_meta, "
+    "patient_activity)"
+)
 # Tables of the store itself (store.sqlite.schema), this registry's own, and SQLite's.
-RESERVED_NAMES = frozenset({"resources", "history", "params", "compartment", "store_meta", "views_meta"})
+RESERVED_NAMES = frozenset(
+    {"resources", "history", "params", "compartment", "store_meta", "views_meta", "patient_activity"}
+)
 RESERVED_PREFIXES = ("ix_", "sqlite_")
 
 # The hidden column holding the store's resource rowid (resources.rid) of the row's resource.

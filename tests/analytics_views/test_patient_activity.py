@@ -1,0 +1,135 @@
+"""The patient_activity summary: kept equal to a recomputation from the views on every write path."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from helpers import q
+
+from fhirgate.errors import ValidationFailed
+from fhirgate.store.sqlite.store import SqliteStore
+
+NOT_BILLED = {"draft", "cancelled", "entered-in-error"}
+
+
+def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float]]:
+    """The summary recomputed in Python from the view rows (independent of the maintained SQL)."""
+    out: dict[str, list[Any]] = {}
+
+    def row(pid: str) -> list[Any]:
+        return out.setdefault(pid, [None, None, 0.0, None])
+
+    appts = "SELECT patient_id, status, start_time, created, practitioner_id FROM appointment"
+    for pid, status, start, created, prac in q(store, appts):
+        if pid is None:
+            continue
+        r = row(pid)
+        if status == "fulfilled" and start is not None and (r[3] is None or (start, prac or "") > r[3]):
+            r[3] = (start, prac or "")
+            r[0] = start
+        for value in (start, created):
+            if value is not None and (r[1] is None or value > r[1]):
+                r[1] = value
+    for table in ("claim_line", "invoice_line"):
+        for pid, status, amount in q(store, f"SELECT patient_id, status, amount FROM {table}"):
+            if pid is None:
+                continue
+            r = row(pid)
+            if status is not None and status not in NOT_BILLED and amount is not None:
+                r[2] += amount
+    return {pid: (r[0], r[3][1] if r[3] else None, r[1], round(r[2], 6)) for pid, r in out.items()}
+
+
+def stored(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float]]:
+    cols = "patient_id, last_fulfilled_start, last_fulfilled_practitioner, last_activity, lifetime_billed"
+    rows = q(store, f"SELECT {cols} FROM patient_activity")
+    return {str(p): (f, fp, a, round(b, 6)) for p, f, fp, a, b in rows}
+
+
+def _body(store: SqliteStore, rtype: str, id_: str) -> dict[str, Any]:
+    found = store.read(rtype, id_)
+    assert found is not None
+    return copy.deepcopy(found.body)
+
+
+def test_built_with_the_views(practice: SqliteStore) -> None:
+    summary = stored(practice)
+    assert summary, "the demo practice has appointments and billing"
+    assert summary == expected(practice)
+
+
+def test_appointment_status_update_moves_last_fulfilled(fresh: SqliteStore) -> None:
+    pid, aid, start = q(
+        fresh,
+        "SELECT a.patient_id, a.id, a.start_time FROM appointment a JOIN patient_activity s "
+        "ON s.patient_id = a.patient_id AND s.last_fulfilled_start = a.start_time WHERE a.status = 'fulfilled' "
+        "LIMIT 1",
+    )[0]
+    body = _body(fresh, "Appointment", aid)
+    body["status"] = "noshow"
+    fresh.write([body])
+    after = stored(fresh)
+    assert after == expected(fresh)
+    assert after[pid][0] is None or after[pid][0] <= start
+    body["status"] = "fulfilled"
+    fresh.write([body])
+    assert stored(fresh)[pid][0] == start
+
+
+def test_new_appointment_and_claim_for_a_new_patient(fresh: SqliteStore) -> None:
+    appt = {"resourceType": "Appointment", "id": "pa-a1", "status": "fulfilled", "start": "2030-01-02T09:00:00Z",
+            "end": "2030-01-02T09:30:00Z", "created": "2029-12-01",
+            "participant": [{"actor": {"reference": "Patient/pa-new"}, "status": "accepted"}]}  # fmt: skip
+    fresh.write([appt])
+    got = stored(fresh)
+    assert got == expected(fresh)
+    assert got["pa-new"][0] is not None and got["pa-new"][0].startswith("2030-01-02")
+    assert got["pa-new"][3] == 0
+
+
+def test_moving_billing_between_patients_updates_both(fresh: SqliteStore) -> None:
+    claim_id, _old_pid = q(fresh, "SELECT id, patient_id FROM claim_line WHERE status = 'active' AND amount > 0")[0]
+    body = _body(fresh, "Claim", claim_id)
+    body["patient"] = {"reference": "Patient/pa-moved"}
+    fresh.write([body])
+    got = stored(fresh)
+    assert got == expected(fresh)
+    assert got["pa-moved"][3] > 0
+
+
+def test_delete_recomputes_and_drops_empty_rows(fresh: SqliteStore) -> None:
+    appt = {"resourceType": "Appointment", "id": "pa-d1", "status": "booked", "start": "2031-01-02T09:00:00Z",
+            "participant": [{"actor": {"reference": "Patient/pa-del"}, "status": "accepted"}]}  # fmt: skip
+    fresh.write([appt])
+    assert "pa-del" in stored(fresh)
+    assert fresh.delete("Appointment", "pa-d1")
+    assert "pa-del" not in stored(fresh)
+    claim_id, pid = q(fresh, "SELECT id, patient_id FROM claim_line WHERE amount > 0 LIMIT 1")[0]
+    fresh.delete("Claim", claim_id)
+    assert stored(fresh) == expected(fresh)
+    assert pid in stored(fresh) or pid not in expected(fresh)
+
+
+def test_rejected_transaction_leaves_the_summary_unchanged(fresh: SqliteStore) -> None:
+    before = stored(fresh)
+    good = {"resourceType": "Appointment", "id": "pa-r1", "status": "fulfilled", "start": "2032-01-02T09:00:00Z",
+            "participant": [{"actor": {"reference": "Patient/pa-rej"}, "status": "accepted"}]}  # fmt: skip
+    bad = {"resourceType": "Patient", "id": "bad id!"}
+    with pytest.raises(ValidationFailed):
+        fresh.write([good, bad])
+    assert stored(fresh) == before
+    assert "pa-rej" not in before
+
+
+def test_rebuild_equals_incremental_and_missing_table_is_rebuilt(fresh: SqliteStore) -> None:
+    fresh.delete("Claim", str(q(fresh, "SELECT id FROM claim_line LIMIT 1")[0][0]))
+    incremental = stored(fresh)
+    fresh.run_write(lambda conn: fresh.derived.rebuild(conn))  # type: ignore[union-attr]
+    assert stored(fresh) == incremental == expected(fresh)
+    fresh._conn().execute("DROP TABLE patient_activity")
+    derived = fresh.derived
+    assert derived is not None and derived.load(fresh._conn())
+    fresh.run_write(derived.prepare)
+    assert stored(fresh) == incremental

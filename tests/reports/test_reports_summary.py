@@ -1,0 +1,67 @@
+"""patients_not_seen and lapsed_high_value_patients read the patient_activity summary when the caller may.
+
+Checked against the raw-FHIR oracle: with a `today` before stored fulfilled visits (the summary's latest
+fulfilled start is then after the window, so the report must consult the appointment view), with a
+caller lacking Claim/Invoice scope (the summary is not offered: the views-only SQL runs), and with a
+patient token (the summary is confined to that patient's row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from report_oracle import DEMO_TODAY, Raw, lapsed, patients_not_seen
+
+from fhirgate.core.policy.principal import Principal
+from fhirgate.core.policy.scopes import ScopeSet
+from fhirgate.errors import FhirgateError
+from fhirgate.service.context import RequestContext
+from fhirgate.service.gateway import Gateway
+
+
+def who(scope: str, patient: str | None = None) -> Principal:
+    return Principal(sub="t", issuer="urn:test", scopes=ScopeSet.parse(scope), client_id="tests", patient=patient)
+
+
+USER = who("user/*.rs")
+NARROW = who("user/Patient.rs user/Appointment.rs")
+
+
+def run(gw: Gateway, p: Principal, name: str, today: dt.date, **params: Any) -> dict[str, Any]:
+    return gw.run_report(RequestContext(p), name, {"today": today.isoformat(), **params})
+
+
+@pytest.mark.parametrize("back", [0, 60, 200, 400])
+@pytest.mark.parametrize("principal", [USER, NARROW], ids=["summary", "views-only"])
+def test_patients_not_seen_for_past_today(gateway: Gateway, raw: Raw, back: int, principal: Principal) -> None:
+    today = DEMO_TODAY - dt.timedelta(days=back)
+    out = run(gateway, principal, "patients_not_seen", today, days=90, limit=200)
+    expected = patients_not_seen(raw, today, 90)
+    assert expected
+    assert {r["patient_id"]: r["last_visit"] for r in out["rows"]} == expected
+    assert out["summary"]["not_seen"] == len(expected)
+    assert ("patient_activity" in out["definition"]["sources"]) == (principal is USER)
+
+
+@pytest.mark.parametrize("back", [0, 200])
+def test_lapsed_for_past_today_matches_raw(gateway: Gateway, raw: Raw, back: int) -> None:
+    today = DEMO_TODAY - dt.timedelta(days=back)
+    out = run(gateway, USER, "lapsed_high_value_patients", today, months=6, limit=200)
+    expected = lapsed(raw, today, 6)
+    assert [(r["patient_id"], r["lifetime_billed"]) for r in out["rows"]] == expected[:200]
+    assert out["summary"]["lapsed_patients"] == len(expected)
+
+
+def test_patient_token_sees_only_its_summary_row(gateway: Gateway) -> None:
+    scopes = "launch/patient patient/Patient.rs patient/Appointment.rs patient/Claim.rs patient/Invoice.rs"
+    me = who(scopes, patient="pat-000001")
+    out = run(gateway, me, "patients_not_seen", DEMO_TODAY, days=3650, limit=200)
+    assert "patient_activity" in out["definition"]["sources"]
+    assert {r["patient_id"] for r in out["rows"]} <= {"pat-000001"}
+    page = gateway.query_sql(RequestContext(me), "SELECT patient_id FROM patient_activity")
+    assert [row[0] for row in page["rows"]] == ["pat-000001"]
+    # a user without Claim/Invoice scope is not offered the summary (it holds billing totals)
+    with pytest.raises(FhirgateError):
+        gateway.query_sql(RequestContext(NARROW), "SELECT lifetime_billed FROM patient_activity")
