@@ -39,16 +39,18 @@ def parse_date_range(value: str) -> tuple[float, float]:
         start = datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"not a valid calendar date: {exc}") from None
-    tz = g["tz"]
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-        start -= sign * offset
     try:
         end = _range_end(start, g, year, month, frac)
     except OverflowError:  # 9999-12-31 and the like: the range runs to the end of representable time
         end = datetime.max.replace(tzinfo=UTC)
-    return start.timestamp(), end.timestamp() - _EPS
+    # The zone offset is applied in seconds, so instants just outside datetime's range (0001-01-01T00:00+05:30)
+    # still have a value.
+    shift = 0.0
+    tz = g["tz"]
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        shift = sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return start.timestamp() - shift, end.timestamp() - shift - _EPS
 
 
 def _range_end(start: datetime, g: dict[str, str | None], year: int, month: int, frac: str | None) -> datetime:
