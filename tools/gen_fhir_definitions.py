@@ -19,9 +19,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from fhirgate.core.fhir.pathast import (  # noqa: E402
+from fhirgate.core.fhir.fhirpath_ast import (  # noqa: E402
     Binary,
-    Func,
+    Call,
     Ident,
     Member,
     Node,
@@ -99,7 +99,7 @@ class Resolver:
         if isinstance(node, TypeOp):
             base = self.walk(node.operand, ctx)
             return self.of_type(base, node.type_name) if node.op == "as" else None
-        if isinstance(node, Func):
+        if isinstance(node, Call):
             base = self.walk(node.base, ctx) if node.base is not None else ctx
             if node.name == "ofType" and isinstance(node.args[0], Ident):
                 return self.of_type(base, node.args[0].name)
@@ -139,7 +139,7 @@ class Resolver:
 
     def targets(self, term: Node) -> set[str] | None:
         """Reference target types the term can yield; None when the element does not say."""
-        if isinstance(term, Func) and term.name == "where" and isinstance(term.args[0], TypeOp):
+        if isinstance(term, Call) and term.name == "where" and isinstance(term.args[0], TypeOp):
             return {term.args[0].type_name}
         ctx = self.walk(term, None)
         if ctx is None:

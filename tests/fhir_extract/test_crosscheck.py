@@ -20,8 +20,8 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from fhirgate.core.fhir import definitions as d
-from fhirgate.core.fhir.pathast import Binary, Func, Ident, Member, Node, TypeOp, parse, split_union
-from fhirgate.core.fhir.pathexpr import compile_expression
+from fhirgate.core.fhir.fhirpath_ast import Binary, Call, Ident, Member, Node, TypeOp, split_union
+from fhirgate.core.fhir.pathexpr import compile_expression, parse
 
 
 def _resolve(inputs: list[Any]) -> list[Any]:
@@ -148,7 +148,7 @@ def _chain(node: Node) -> list[tuple[str, str | None]] | None:
     if isinstance(node, Member):
         base = _chain(node.base)
         return None if base is None else [*base, (node.name, None)]
-    if isinstance(node, Func) and node.base is not None:
+    if isinstance(node, Call) and node.base is not None:
         base = _chain(node.base)
         if base and node.name == "ofType" and isinstance(node.args[0], Ident):
             return [*base[:-1], (base[-1][0], node.args[0].name)]

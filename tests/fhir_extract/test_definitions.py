@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fhirgate.core.fhir import definitions as d
-from fhirgate.core.fhir.pathast import split_union
+from fhirgate.core.fhir.fhirpath_ast import split_union
 from fhirgate.errors import InvalidInput
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,12 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fhirgate.analytics.sof import elements, pathparse
+from fhirgate.analytics.sof import elements
 from fhirgate.analytics.sof.boundary import boundary
 from fhirgate.analytics.sof.elements import BOOLEAN_TYPES, NUMBER_TYPES, STRING_TYPES, TEMPORAL_TYPES
 from fhirgate.analytics.sof.keys import reference_key, resource_key
 from fhirgate.analytics.sof.pathops import LOGIC, ORDER, EvaluationFailure, Fn, Steps, path_fn, single_bool, step
-from fhirgate.analytics.sof.pathparse import (
+from fhirgate.analytics.sof.scalar import scalar_values
+from fhirgate.analytics.sof.viewdef import Constant
+from fhirgate.core.fhir import fhirpath_ast as pathparse
+from fhirgate.core.fhir.fhirpath_ast import (
     Binary,
     Call,
     Ident,
@@ -31,8 +34,6 @@ from fhirgate.analytics.sof.pathparse import (
     Special,
     Var,
 )
-from fhirgate.analytics.sof.scalar import scalar_values
-from fhirgate.analytics.sof.viewdef import Constant
 
 Walk = tuple[tuple[Any, ...], ...]
 _BOOL = "System.Boolean"

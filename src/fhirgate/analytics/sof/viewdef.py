@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fhirgate.analytics.sof import fhirpath, pathparse
+from fhirgate.analytics.sof import fhirpath
 from fhirgate.analytics.sof.elements import is_resource_type
 from fhirgate.analytics.sof.errors import ViewDefinitionError
+from fhirgate.core.fhir import fhirpath_ast as pathparse
 
 SQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 STATUSES = frozenset({"draft", "active", "retired", "unknown"})

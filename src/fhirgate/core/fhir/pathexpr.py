@@ -19,18 +19,34 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from fhirgate.core.fhir.pathast import (
+from fhirgate.core.fhir.fhirpath_ast import (
     Binary,
-    Func,
+    Call,
     Ident,
     Literal,
     Member,
     Node,
+    PathSyntaxError,
     TypeOp,
-    UnsupportedExpression,
-    parse,
     split_union,
 )
+from fhirgate.core.fhir.fhirpath_ast import parse as parse_fhirpath
+
+
+class UnsupportedExpression(ValueError):
+    """The expression uses FHIRPath outside the subset this compiler turns into closures."""
+
+
+_COMPILED_OPERATORS = frozenset({"|", "and", "or", "=", "!="})
+
+
+def parse(expression: str) -> Node:
+    """The AST of a search expression; UnsupportedExpression when it is not FHIRPath the parser reads."""
+    try:
+        return parse_fhirpath(expression)
+    except PathSyntaxError as exc:
+        raise UnsupportedExpression(str(exc)) from None
+
 
 Evaluator = Callable[[dict[str, Any]], list[Any]]
 _Coll = list[Any]
@@ -124,7 +140,7 @@ class _Compiler:
         if isinstance(node, TypeOp) and node.op == "as":
             base = self.plan(node.operand, this_path)
             return None if base is None else self._of_type(base, node.type_name)
-        if isinstance(node, Func) and node.base is not None:
+        if isinstance(node, Call) and node.base is not None:
             base = self.plan(node.base, this_path)
             if base is None:
                 return None
@@ -165,7 +181,7 @@ class _Compiler:
         if (
             isinstance(node, TypeOp)
             and node.op == "is"
-            and isinstance(node.operand, Func)
+            and isinstance(node.operand, Call)
             and node.operand.name == "resolve"
             and node.operand.base is None
             and not node.operand.args
@@ -193,7 +209,7 @@ class _Compiler:
         if isinstance(node, Literal):
             value = node.value
             return lambda _coll: [value]
-        if isinstance(node, Func) and node.base is not None and not node.args:
+        if isinstance(node, Call) and node.base is not None and not node.args:
             base = self.collection(node.base, this_path)
             if node.name == "exists":
                 return lambda coll: [len(base(coll)) > 0]
@@ -237,6 +253,8 @@ def _truth(coll: _Coll) -> bool | None:
 
 def _binary(op: str, left: _Fn, right: _Fn) -> _Fn:
     """`|`, `and`, `or`, `=`, `!=` with FHIRPath's empty-propagation and three-valued logic."""
+    if op not in _COMPILED_OPERATORS:
+        raise UnsupportedExpression(f"operator {op!r} is not in the compiled subset")
     if op == "|":
         return lambda coll: left(coll) + right(coll)
     if op in ("and", "or"):

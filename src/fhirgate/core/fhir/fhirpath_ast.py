@@ -1,9 +1,9 @@
-"""A FHIRPath parser (N1 grammar, minus a few literal forms) producing a small immutable AST for the view compiler.
+"""The one FHIRPath parser (N1 grammar, minus a few literal forms), producing a small immutable AST.
 
-The search-parameter parser in core/fhir/pathast.py covers a narrower subset (no indexers, `%vars`, comparisons or
-arithmetic), so views get their own. Precedence follows FHIRPath N1 §10, tightest first: `.`/`[]`, unary `+ -`,
-`* / div mod`, `+ - &`, `is as`, `|`, `< > <= >=`, `= ~ != !~`, `in contains`, `and`, `or xor`, `implies`.
-Text this parser cannot read raises PathSyntaxError; the caller then asks fhirpathpy whether it is valid.
+Both compilers read it: core/fhir/pathexpr.py compiles the subset found in R4 search expressions (and rejects the
+rest with UnsupportedExpression), analytics/sof/compile.py compiles ViewDefinition paths. Precedence follows
+FHIRPath N1 §10, tightest first: `.`/`[]`, unary `+ -`, `* / div mod`, `+ - &`, `is as`, `|`, `< > <= >=`,
+`= ~ != !~`, `in contains`, `and`, `or xor`, `implies`. Text it cannot read raises PathSyntaxError.
 """
 
 from __future__ import annotations
@@ -346,3 +346,40 @@ def variables(node: Node) -> set[str]:
         elif isinstance(n, Binary):
             stack.extend((n.left, n.right))
     return found
+
+
+def split_union(expression: str) -> list[str]:
+    """The top-level `|` terms of an expression, each with redundant outer parentheses removed."""
+    terms: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    for i, ch in enumerate(expression):
+        if ch == "'" and (i == 0 or expression[i - 1] != "\\"):
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            terms.append(expression[start:i])
+            start = i + 1
+    terms.append(expression[start:])
+    return [t for t in (_strip_parens(t.strip()) for t in terms) if t]
+
+
+def _strip_parens(term: str) -> str:
+    """`(X)` → `X` when the outer parentheses enclose the whole term."""
+    while term.startswith("(") and term.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(term):
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0 and i != len(term) - 1:
+                    return term
+        term = term[1:-1].strip()
+    return term
