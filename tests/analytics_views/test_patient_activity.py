@@ -14,18 +14,20 @@ from fhirgate.store.sqlite.store import SqliteStore
 NOT_BILLED = {"draft", "cancelled", "entered-in-error"}
 
 
-def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float]]:
+def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
     """The summary recomputed in Python from the view rows (independent of the maintained SQL)."""
     out: dict[str, list[Any]] = {}
 
     def row(pid: str) -> list[Any]:
-        return out.setdefault(pid, [None, None, 0.0, None])
+        return out.setdefault(pid, [None, None, 0.0, None, None])
 
     appts = "SELECT patient_id, status, start_time, created, practitioner_id FROM appointment"
     for pid, status, start, created, prac in q(store, appts):
         if pid is None:
             continue
         r = row(pid)
+        if status == "fulfilled" and start is not None and (r[4] is None or start < r[4]):
+            r[4] = start
         if status == "fulfilled" and start is not None and (r[3] is None or (start, prac or "") > r[3]):
             r[3] = (start, prac or "")
             r[0] = start
@@ -39,13 +41,16 @@ def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float]]:
             r = row(pid)
             if status is not None and status not in NOT_BILLED and amount is not None:
                 r[2] += amount
-    return {pid: (r[0], r[3][1] if r[3] else None, r[1], round(r[2], 6)) for pid, r in out.items()}
+    return {pid: (r[0], r[3][1] if r[3] else None, r[1], round(r[2], 6), r[4]) for pid, r in out.items()}
 
 
-def stored(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float]]:
-    cols = "patient_id, last_fulfilled_start, last_fulfilled_practitioner, last_activity, lifetime_billed"
+def stored(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
+    cols = (
+        "patient_id, last_fulfilled_start, last_fulfilled_practitioner, last_activity, lifetime_billed, "
+        "first_fulfilled_start"
+    )
     rows = q(store, f"SELECT {cols} FROM patient_activity")
-    return {str(p): (f, fp, a, round(b, 6)) for p, f, fp, a, b in rows}
+    return {str(p): (f, fp, a, round(b, 6), ff) for p, f, fp, a, b, ff in rows}
 
 
 def _body(store: SqliteStore, rtype: str, id_: str) -> dict[str, Any]:

@@ -228,14 +228,24 @@ def build_lapsed_high_value(ctx: ReportContext) -> ReportResult:
 def build_new_vs_returning(ctx: ReportContext) -> ReportResult:
     """Patients with a fulfilled visit in the period: first-ever visit (new) versus returning, by provider."""
     cur = ctx.require_period()
-    s = sql_date(cur.start)
+    s, e = sql_date(cur.start), sql_date(cur.end)
+    if SUMMARY in ctx.available:
+        # New = first-ever fulfilled visit in the period: one range scan of the summary's first-visit index.
+        returning = (
+            "pts.patient_id NOT IN (SELECT patient_id FROM patient_activity WHERE first_fulfilled_start >= "
+            f"{s} AND first_fulfilled_start < {e})"
+        )
+    else:
+        returning = (
+            "EXISTS (SELECT 1 FROM appointment b WHERE b.patient_id = pts.patient_id "
+            f"AND b.start_time < {s} AND b.status = 'fulfilled')"
+        )
     sql = (
         "WITH v AS (SELECT patient_id, practitioner_id, start_time FROM appointment WHERE status = 'fulfilled' "
-        f"AND start_time >= {s} AND start_time < {sql_date(cur.end)} AND patient_id IS NOT NULL), "
+        f"AND start_time >= {s} AND start_time < {e} AND patient_id IS NOT NULL), "
         "pts AS (SELECT patient_id, count(*) AS visits, min(start_time) AS first, practitioner_id AS prac "
         "FROM v GROUP BY patient_id), "
-        "c AS MATERIALIZED (SELECT pts.*, EXISTS (SELECT 1 FROM appointment b WHERE b.patient_id = pts.patient_id "
-        f"AND b.start_time < {s} AND b.status = 'fulfilled') AS ret FROM pts) "
+        f"c AS MATERIALIZED (SELECT pts.*, {returning} AS ret FROM pts) "
         "SELECT 'total' AS dim, NULL AS k, sum(NOT ret) AS np, sum(ret) AS rp, sum(CASE WHEN NOT ret THEN visits END) "
         "AS nv, sum(CASE WHEN ret THEN visits END) AS rv FROM c UNION ALL SELECT 'provider', prac, sum(NOT ret), "
         "sum(ret), sum(CASE WHEN NOT ret THEN visits END), sum(CASE WHEN ret THEN visits END) FROM c GROUP BY prac"
@@ -277,7 +287,9 @@ def build_new_vs_returning(ctx: ReportContext) -> ReportResult:
             "The practitioner of the patient's first fulfilled visit in the period; visits count all of that "
             "patient's visits in the period."
         ),
-        "sources": ["appointment"] + (["practitioner"] if names else []),
+        "sources": ["appointment"]
+        + ([SUMMARY] if SUMMARY in ctx.available else [])
+        + (["practitioner"] if names else []),
     }
     summary = {k: total[k] for k in ("new_patients", "returning_patients", "new_share")}
     return ReportResult(rows, headline, summary, definition, len(prov) + 1)
@@ -332,5 +344,6 @@ register(
         ("appointment",),
         build_new_vs_returning,
         takes_period=True,
+        optional_views=("practitioner", SUMMARY),
     )
 )

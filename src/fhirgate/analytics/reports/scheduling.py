@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fhirgate.analytics.reports.common import (
@@ -23,6 +24,7 @@ from fhirgate.analytics.reports.params import Param, Period
 from fhirgate.analytics.reports.registry import ReportContext, ReportResult, ReportSpec, pct, rate, register
 
 KEPT_OR_MISSED = "noshow / (fulfilled + noshow): booked, cancelled and other statuses are not in the denominator"
+DAILY = "appointment_daily"  # maintained per-day rollup (analytics.views.rollup)
 UPCOMING = "('proposed', 'pending', 'booked', 'arrived', 'checked-in', 'waitlist')"
 _MINUTES = "coalesce(minutes, round((julianday(end_time) - julianday(start_time)) * 1440))"
 
@@ -37,6 +39,8 @@ def _periods(ctx: ReportContext) -> Period:
 def _no_show_rows(ctx: ReportContext) -> list[dict[str, Any]]:
     cur = _periods(ctx)
     prev = cur.previous()
+    if DAILY in ctx.available:
+        return ctx.query(_no_show_daily_sql(cur, prev), 200)
     c = f"start_time >= '{cur.start.isoformat()}'"
     p = f"start_time < '{cur.start.isoformat()}'"
     sums = "sum(n), sum(f), sum(pn), sum(pf)"
@@ -58,6 +62,50 @@ def _no_show_rows(ctx: ReportContext) -> list[dict[str, Any]]:
         f"UNION ALL SELECT 'hour', hr, NULL, {sums} FROM a GROUP BY hr"
     )
     return ctx.query(sql, 200)
+
+
+def _no_show_daily_sql(cur: Period, prev: Period) -> str:
+    """The no-show rows from the appointment_daily rollup: the same numbers as the scan, from per-day counts."""
+    start = f"'{cur.start.isoformat()}'"
+    sums = "sum(n), sum(f), sum(pn), sum(pf)"
+    return (
+        "WITH r AS MATERIALIZED (SELECT dim, day, key, label, "
+        f"CASE WHEN day >= {start} AND status = 'noshow' THEN n ELSE 0 END AS n, "
+        f"CASE WHEN day >= {start} AND status = 'fulfilled' THEN n ELSE 0 END AS f, "
+        f"CASE WHEN day < {start} AND status = 'noshow' THEN n ELSE 0 END AS pn, "
+        f"CASE WHEN day < {start} AND status = 'fulfilled' THEN n ELSE 0 END AS pf FROM appointment_daily "
+        f"WHERE dim IN ('practitioner', 'service', 'hour') AND {_days(prev.start, cur.end)} "
+        "AND status IN ('noshow', 'fulfilled')) "
+        "SELECT 'total' AS dim, NULL AS k, NULL AS label, sum(n) AS n, sum(f) AS f, sum(pn) AS pn, sum(pf) AS pf "
+        "FROM r WHERE dim = 'practitioner' "
+        f"UNION ALL SELECT 'provider', key, NULL, {sums} FROM r WHERE dim = 'practitioner' GROUP BY key "
+        f"UNION ALL SELECT 'service', key, max(label), {sums} FROM r WHERE dim = 'service' GROUP BY key "
+        f"UNION ALL SELECT 'weekday', wd, NULL, {sums} FROM (SELECT CAST(strftime('%w', day) AS INTEGER) AS wd, "
+        "sum(n) AS n, sum(f) AS f, sum(pn) AS pn, sum(pf) AS pf FROM r WHERE dim = 'practitioner' GROUP BY day) "
+        f"GROUP BY wd UNION ALL SELECT 'hour', CAST(key AS INTEGER), NULL, {sums} FROM r WHERE dim = 'hour' "
+        "GROUP BY key"
+    )
+
+
+def _days(start: dt.date, end: dt.date) -> str:
+    """SQL: the rollup's day lies in [start, end)."""
+    return f"day >= '{start.isoformat()}' AND day < '{end.isoformat()}'"
+
+
+def _counted(status: str) -> str:
+    """SQL: the rollup rows' appointments with the status condition (`status = 'x'`, `status IN (...)`)."""
+    return f"sum(CASE WHEN {status} THEN n ELSE 0 END)"
+
+
+def _sources(ctx: ReportContext, views: list[str]) -> list[str]:
+    """The views a report read: `views`, with the appointment rollup when it was used instead of a scan."""
+    return [*views, DAILY] if DAILY in ctx.available else views
+
+
+_N_FULFILLED = _counted("status = 'fulfilled'")
+_N_NOSHOW = _counted("status = 'noshow'")
+_N_CANCELLED = _counted("status = 'cancelled'")
+_N_UPCOMING = _counted(f"status IN {UPCOMING}")
 
 
 def _ns_row(dim: str, key: Any, label: Any, r: dict[str, Any] | None) -> dict[str, Any]:
@@ -129,7 +177,7 @@ def build_no_show_summary(ctx: ReportContext) -> ReportResult:
             "and hour = local start time. Rows per dimension are capped by limit."
         ),
         "change": "rate minus previous_rate (a fraction: 0.02 = 2 percentage points).",
-        "sources": ["appointment"] + (["practitioner"] if names else []),
+        "sources": _sources(ctx, ["appointment"]) + (["practitioner"] if names else []),
     }
     summary = {k: total[k] for k in ("no_shows", "fulfilled", "rate", "previous_no_shows", "previous_fulfilled")}
     summary["previous_rate"] = total["previous_rate"]
@@ -142,11 +190,22 @@ def build_no_show_summary(ctx: ReportContext) -> ReportResult:
 def build_service_volume(ctx: ReportContext) -> ReportResult:
     """Appointments per service in the period, by outcome, with billed revenue of the service's line items."""
     cur = _periods(ctx)
+    if DAILY in ctx.available:
+        appts = (
+            f"SELECT key AS svc, max(label) AS name, sum(n) AS appts, {_N_FULFILLED} AS "
+            f"fulfilled, {_N_NOSHOW} AS noshow, {_N_CANCELLED} AS "
+            f"cancelled, {_N_UPCOMING} AS upcoming FROM appointment_daily "
+            f"WHERE dim = 'service' AND {_days(cur.start, cur.end)} AND status <> 'entered-in-error' GROUP BY key"
+        )
+    else:
+        appts = (
+            "SELECT service_code AS svc, max(service_display) AS name, count(*) AS appts, "
+            "sum(status = 'fulfilled') AS fulfilled, sum(status = 'noshow') AS noshow, "
+            f"sum(status = 'cancelled') AS cancelled, sum(status IN {UPCOMING}) AS upcoming FROM appointment "
+            f"WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error' GROUP BY svc"
+        )
     sql = (
-        "WITH a AS (SELECT service_code AS svc, max(service_display) AS name, count(*) AS appts, "
-        "sum(status = 'fulfilled') AS fulfilled, sum(status = 'noshow') AS noshow, "
-        f"sum(status = 'cancelled') AS cancelled, sum(status IN {UPCOMING}) AS upcoming FROM appointment "
-        f"WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error' GROUP BY svc), "
+        f"WITH a AS ({appts}), "
         "b AS (SELECT service_display AS name, sum(amount) AS revenue, count(*) AS lines FROM ("
         f"SELECT service_display, amount FROM claim_line WHERE {period_in('service_date', cur)} "
         f"AND status NOT IN {NOT_BILLED_SQL} UNION ALL SELECT service_display, amount FROM invoice_line "
@@ -197,7 +256,7 @@ def build_service_volume(ctx: ReportContext) -> ReportResult:
             "by Claim.billablePeriod.start (claim_line.service_date) or Invoice.date (invoice_line.date)."
         ),
         "order": "appointments descending, then service code; limit/offset page the list.",
-        "sources": ["appointment", "claim_line", "invoice_line"],
+        "sources": _sources(ctx, ["appointment", "claim_line", "invoice_line"]),
     }
     summary = {"services": services, "appointments": all_appts, "revenue": all_revenue}
     return ReportResult(rows, headline + ".", summary, definition, services)
@@ -209,13 +268,23 @@ def build_service_volume(ctx: ReportContext) -> ReportResult:
 def build_provider_utilization(ctx: ReportContext) -> ReportResult:
     """Per provider: appointments, fulfilled visits, booked minutes and no-show share in the period."""
     cur = _periods(ctx)
-    sql = (
-        "SELECT practitioner_id AS prac, count(*) AS appts, sum(status = 'fulfilled') AS fulfilled, "
-        f"sum(status = 'noshow') AS noshow, sum(status = 'cancelled') AS cancelled, sum(status IN {UPCOMING}) "
-        f"AS upcoming, sum(CASE WHEN status NOT IN ('cancelled', 'entered-in-error') THEN {_MINUTES} END) AS "
-        f"booked_minutes, sum(CASE WHEN status = 'fulfilled' THEN {_MINUTES} END) AS fulfilled_minutes "
-        f"FROM appointment WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error' GROUP BY prac"
-    )
+    if DAILY in ctx.available:  # the same sums from per-day counts and minutes
+        sql = (
+            f"SELECT key AS prac, sum(n) AS appts, {_N_FULFILLED} AS fulfilled, "
+            f"{_N_NOSHOW} AS noshow, {_N_CANCELLED} AS cancelled, "
+            f"{_N_UPCOMING} AS upcoming, sum(CASE WHEN status NOT IN ('cancelled', "
+            "'entered-in-error') THEN minutes END) AS booked_minutes, sum(CASE WHEN status = 'fulfilled' THEN "
+            "minutes END) AS fulfilled_minutes FROM appointment_daily "
+            f"WHERE dim = 'practitioner' AND {_days(cur.start, cur.end)} AND status <> 'entered-in-error' GROUP BY key"
+        )
+    else:
+        sql = (
+            "SELECT practitioner_id AS prac, count(*) AS appts, sum(status = 'fulfilled') AS fulfilled, "
+            f"sum(status = 'noshow') AS noshow, sum(status = 'cancelled') AS cancelled, sum(status IN {UPCOMING}) "
+            f"AS upcoming, sum(CASE WHEN status NOT IN ('cancelled', 'entered-in-error') THEN {_MINUTES} END) AS "
+            f"booked_minutes, sum(CASE WHEN status = 'fulfilled' THEN {_MINUTES} END) AS fulfilled_minutes "
+            f"FROM appointment WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error' GROUP BY prac"
+        )
     raw = {r["prac"]: r for r in ctx.query(sql, 200)}
     names = ctx.practitioner_names()
     for pid in names:
@@ -267,7 +336,7 @@ def build_provider_utilization(ctx: ReportContext) -> ReportResult:
             "not reported: the views hold no Slot or Schedule table, so open capacity cannot be derived; "
             "utilization is given as visits, minutes and no-show share."
         ),
-        "sources": ["appointment"] + (["practitioner"] if names else []),
+        "sources": _sources(ctx, ["appointment"]) + (["practitioner"] if names else []),
     }
     summary = {"fulfilled": total_fulfilled, "providers": len(rows)}
     return ReportResult(page, headline + ".", summary, definition, len(rows))
@@ -275,10 +344,10 @@ def build_provider_utilization(ctx: ReportContext) -> ReportResult:
 
 # -- cancellations --------------------------------------------------------------------------------------
 
-_BUCKETS = {
-    "day": "substr(start_time, 1, 10)",
-    "week": "date(substr(start_time, 1, 10), '-6 days', 'weekday 1')",
-    "month": "substr(start_time, 1, 7) || '-01'",
+_BUCKETS = {  # over a local date column
+    "day": "{d}",
+    "week": "date({d}, '-6 days', 'weekday 1')",
+    "month": "substr({d}, 1, 7) || '-01'",
 }
 
 
@@ -286,14 +355,25 @@ def build_cancellations(ctx: ReportContext) -> ReportResult:
     """Cancelled appointments in the period by reason and by day/week/month, with the cancellation rate."""
     cur = _periods(ctx)
     grain = str(ctx.params["granularity"])
-    sql = (
-        f"WITH a AS MATERIALIZED (SELECT status, cancel_reason, {_BUCKETS[grain]} AS bucket FROM appointment "
-        f"WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error') "
-        "SELECT 'total' AS dim, NULL AS k, sum(status = 'cancelled') AS n, count(*) AS appts FROM a "
-        "UNION ALL SELECT 'reason', cancel_reason, count(*), NULL FROM a WHERE status = 'cancelled' "
-        "GROUP BY cancel_reason UNION ALL SELECT 'bucket', bucket, sum(status = 'cancelled'), count(*) "
-        "FROM a GROUP BY bucket"
-    )
+    if DAILY in ctx.available:  # per-day counts: 'practitioner' rows give every appointment once
+        sql = (
+            "WITH r AS MATERIALIZED (SELECT day, dim, status, key, n FROM appointment_daily WHERE dim IN "
+            f"('practitioner', 'reason') AND {_days(cur.start, cur.end)} AND status <> 'entered-in-error') "
+            f"SELECT 'total' AS dim, NULL AS k, {_N_CANCELLED} AS n, sum(n) AS appts FROM r WHERE dim = 'practitioner' "
+            "UNION ALL SELECT 'reason', key, sum(n), NULL FROM r WHERE dim = 'reason' GROUP BY key "
+            f"UNION ALL SELECT 'bucket', bucket, sum(c), sum(a) FROM (SELECT {_BUCKETS[grain].format(d='day')} AS "
+            f"bucket, {_N_CANCELLED} AS c, sum(n) AS a FROM r WHERE dim = 'practitioner' GROUP BY day) GROUP BY bucket"
+        )
+    else:
+        bucket = _BUCKETS[grain].format(d="substr(start_time, 1, 10)")
+        sql = (
+            f"WITH a AS MATERIALIZED (SELECT status, cancel_reason, {bucket} AS bucket FROM appointment "
+            f"WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error') "
+            "SELECT 'total' AS dim, NULL AS k, sum(status = 'cancelled') AS n, count(*) AS appts FROM a "
+            "UNION ALL SELECT 'reason', cancel_reason, count(*), NULL FROM a WHERE status = 'cancelled' "
+            "GROUP BY cancel_reason UNION ALL SELECT 'bucket', bucket, sum(status = 'cancelled'), count(*) "
+            "FROM a GROUP BY bucket"
+        )
     raw = ctx.query(sql, 200)
     total = next((r for r in raw if r["dim"] == "total"), {"n": 0, "appts": 0})
     n, appts = num(total["n"]), num(total["appts"])
@@ -355,7 +435,7 @@ def build_cancellations(ctx: ReportContext) -> ReportResult:
         "buckets": f"{grain}s by local start date"
         + ("; weeks start on Monday" if grain == "week" else "")
         + "; rows per dimension capped by limit.",
-        "sources": ["appointment"],
+        "sources": _sources(ctx, ["appointment"]),
     }
     summary = {"cancelled": n, "appointments": appts, "rate": rate(n, appts)}
     return ReportResult(rows, headline + ".", summary, definition, len(rows))
@@ -376,6 +456,7 @@ register(
         ("appointment",),
         build_no_show_summary,
         takes_period=True,
+        optional_views=("practitioner", DAILY),
     )
 )
 register(
@@ -388,6 +469,7 @@ register(
         ("appointment", "claim_line", "invoice_line"),
         build_service_volume,
         takes_period=True,
+        optional_views=("practitioner", DAILY),
     )
 )
 register(
@@ -400,6 +482,7 @@ register(
         ("appointment",),
         build_provider_utilization,
         takes_period=True,
+        optional_views=("practitioner", DAILY),
     )
 )
 register(
@@ -412,5 +495,6 @@ register(
         ("appointment",),
         build_cancellations,
         takes_period=True,
+        optional_views=("practitioner", DAILY),
     )
 )

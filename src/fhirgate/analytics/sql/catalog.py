@@ -142,6 +142,7 @@ def builtin_views() -> dict[str, ViewInfo]:
         if info is not None:
             out[info.name] = info
     out[ACTIVITY.name] = ACTIVITY
+    out[DAILY.name] = DAILY
     return out
 
 
@@ -151,12 +152,13 @@ ACTIVITY = ViewInfo(
     name="patient_activity",
     title="Patient activity summary",
     grain=(
-        "One row per patient with any appointment, claim line or invoice line: latest fulfilled appointment "
-        "start, latest appointment start or created date (any status), lifetime billed amount."
+        "One row per patient with any appointment, claim line or invoice line: first and latest fulfilled "
+        "appointment start, latest appointment start or created date (any status), lifetime billed amount."
     ),
     resource_type="Patient",
     columns=(
         ViewColumn("patient_id", "id", "TEXT", "getResourceKey()"),
+        ViewColumn("first_fulfilled_start", "dateTime", "TEXT", "min(appointment.start_time where fulfilled)"),
         ViewColumn("last_fulfilled_start", "dateTime", "TEXT", "max(appointment.start_time where fulfilled)"),
         ViewColumn("last_fulfilled_practitioner", "id", "TEXT", "practitioner_id of that appointment ('' when none)"),
         ViewColumn("last_activity", "dateTime", "TEXT", "max(appointment.start_time, appointment.created)"),
@@ -168,4 +170,27 @@ ACTIVITY = ViewInfo(
         ),
     ),
     also_reads=("Appointment", "Claim", "Invoice"),
+)
+
+
+# The per-day appointment rollup maintained with the views (analytics.views.rollup). It has no patient
+# column, so a caller confined to one patient is not offered it (policy.grant_view fails closed).
+DAILY = ViewInfo(
+    name="appointment_daily",
+    title="Appointments per day by provider, service, hour and cancellation reason",
+    grain=(
+        "One row per local start day, dimension, status and key: dim 'practitioner' (key practitioner_id), "
+        "'service' (key service_code, label the service name), 'hour' (key the start hour '09'), 'reason' "
+        "(key cancel_reason, cancelled only); n appointments and their summed minutes."
+    ),
+    resource_type="Appointment",
+    columns=(
+        ViewColumn("day", "date", "TEXT", "substr(appointment.start_time, 1, 10)"),
+        ViewColumn("dim", "code", "TEXT", "practitioner | service | hour | reason"),
+        ViewColumn("status", "code", "TEXT", "appointment.status"),
+        ViewColumn("key", "string", "TEXT", "the dimension's value (NULL when the appointment has none)"),
+        ViewColumn("label", "string", "TEXT", "max(appointment.service_display) for dim service, else NULL"),
+        ViewColumn("n", "integer", "INTEGER", "count(appointment)"),
+        ViewColumn("minutes", "decimal", "REAL", "sum(minutesDuration, else end - start in minutes)"),
+    ),
 )

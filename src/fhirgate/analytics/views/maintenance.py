@@ -22,7 +22,7 @@ import apsw
 import orjson
 
 from fhirgate.analytics.views import materializer as mz
-from fhirgate.analytics.views import summary
+from fhirgate.analytics.views import rollup, summary
 from fhirgate.analytics.views.registry import ViewSpec, builtin_views
 from fhirgate.core.fhir.dates import now_instant
 from fhirgate.errors import FhirgateError, InvalidInput
@@ -87,6 +87,7 @@ class PracticeViews:
         self._stale: list[str] = []
         self._obsolete: list[str] = []
         self._summary_stale = False
+        self._rollup_stale = False
         self._version = -1
 
     # -- registry --------------------------------------------------------------------------------
@@ -137,11 +138,16 @@ class PracticeViews:
         self._index()
         self._version = _schema_version(conn)
         self._summary_stale = self._summarized() and not summary.current(conn)
-        return bool(stale or self._obsolete or self._summary_stale or "views_meta" not in tables)
+        self._rollup_stale = self._rolled_up() and not rollup.current(conn)
+        return bool(stale or self._obsolete or self._summary_stale or self._rollup_stale or "views_meta" not in tables)
 
     def _summarized(self) -> bool:
         """Whether the patient_activity summary is kept (every view it reads is maintained)."""
         return summary.has_sources(self._views)
+
+    def _rolled_up(self) -> bool:
+        """Whether the appointment_daily rollup is kept (the appointment view is maintained)."""
+        return rollup.has_sources(self._views)
 
     def prepare(self, conn: apsw.Connection) -> None:
         """Create views_meta, build missing or stale tables, drop built-ins that no longer ship."""
@@ -152,9 +158,12 @@ class PracticeViews:
         self._obsolete = []
         if self._stale:
             self.rebuild(conn, self._stale)
-        elif self._summary_stale:
-            summary.rebuild(conn)
-        self._stale, self._summary_stale = [], False
+        else:
+            if self._summary_stale:
+                summary.rebuild(conn)
+            if self._rollup_stale:
+                rollup.rebuild(conn)
+        self._stale, self._summary_stale, self._rollup_stale = [], False, False
         self._version = _schema_version(conn)
 
     # -- maintenance (DerivedTables) ----------------------------------------------------------------
@@ -173,19 +182,24 @@ class PracticeViews:
         by_type: dict[str, list[tuple[int, dict[str, Any] | None]]] = defaultdict(list)
         for rid, (rtype, body) in latest.items():
             by_type[rtype].append((rid, body))
-        summarized = self._summarized() and not self._summary_stale  # a stale summary is rebuilt on prepare
+        # Stale derived tables are rebuilt on prepare, not refreshed here.
+        summarized = self._summarized() and not self._summary_stale
+        rolled = self._rolled_up() and not self._rollup_stale
         rids: dict[str, list[int]] = defaultdict(list)
-        if summarized:
-            for rtype, items in by_type.items():
-                for view in self._by_type.get(rtype, ()):
-                    if view.name in summary.SOURCES:
-                        rids[view.name] += [rid for rid, _ in items]
-        touched = summary.patients_of(conn, rids)  # patients of the rows about to be replaced
+        for rtype, items in by_type.items():
+            for view in self._by_type.get(rtype, ()):
+                if (summarized and view.name in summary.SOURCES) or (rolled and view.name in rollup.SOURCES):
+                    rids[view.name] += [rid for rid, _ in items]
+        # The patients and days of the rows about to be replaced, then of their new rows.
+        touched = summary.patients_of(conn, rids) if summarized else set()
+        days = rollup.days_of(conn, rids) if rolled else set()
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
                 mz.apply(conn, view, items)
-        if rids:
+        if summarized and rids:
             summary.refresh(conn, touched | summary.patients_of(conn, rids))
+        if rolled and rids.get("appointment"):
+            rollup.refresh(conn, days | rollup.days_of(conn, rids))
 
     def rebuild(self, conn: apsw.Connection, names: Iterable[str] | None = None) -> dict[str, int]:
         """Rebuild the named views (default: all) from the current resources; returns rows per view."""
@@ -210,8 +224,11 @@ class PracticeViews:
                     (spec.name, spec.resource, int(spec.builtin), spec.text, spec.digest, built),
                 )
                 counts[spec.name] = self._count(conn, spec.name)
+        # Derived tables are not views: not counted.
         if self._summarized() and (any(n in summary.SOURCES for n in chosen) or not summary.current(conn)):
-            summary.rebuild(conn)  # not a view: not counted
+            summary.rebuild(conn)
+        if self._rolled_up() and (any(n in rollup.SOURCES for n in chosen) or not rollup.current(conn)):
+            rollup.rebuild(conn)
         self._version = _schema_version(conn)
         return counts
 

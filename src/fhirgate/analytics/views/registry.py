@@ -25,11 +25,20 @@ LAYOUT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 NAME_RULE = (
     "[a-z][a-z0-9_]{0,62}, not a store table (resources, history, params, ix_*, compartment, store_meta, "
-    "patient_activity)"
+    "patient_activity, appointment_daily)"
 )
 # Tables of the store itself (store.sqlite.schema), this registry's own, and SQLite's.
 RESERVED_NAMES = frozenset(
-    {"resources", "history", "params", "compartment", "store_meta", "views_meta", "patient_activity"}
+    {
+        "resources",
+        "history",
+        "params",
+        "compartment",
+        "store_meta",
+        "views_meta",
+        "patient_activity",
+        "appointment_daily",
+    }
 )
 RESERVED_PREFIXES = ("ix_", "sqlite_")
 
@@ -58,10 +67,12 @@ BUILTIN_INDEXES: dict[str, tuple[IndexSpec, ...]] = {
         ("patient_id", "status", "start_time", "practitioner_id", "created"),
     ),
     "encounter": (("patient_id", "start_time"),),
-    "observation": (("code", "patient_id", "effective"),),
-    "condition": (("code", "patient_id"),),
-    "claim_line": (("patient_id", "status", "amount"), ("service_date",)),
-    "invoice_line": (("patient_id", "status", "amount"), ("date",)),
+    # Covering for the care-gap report: the latest result of a code per patient without a table lookup.
+    "observation": (("code", "patient_id", "effective", "system", "status", "value"),),
+    "condition": (("code", "patient_id", "system", "clinical_status", "verification_status", "onset"),),
+    # Covering for revenue by service in a period (service_volume).
+    "claim_line": (("patient_id", "status", "amount"), ("service_date", "status", "service_display", "amount")),
+    "invoice_line": (("patient_id", "status", "amount"), ("date", "status", "service_display", "amount")),
     "patient": (("id",),),
 }
 

@@ -1,7 +1,7 @@
 """patient_activity: a per-patient summary of the appointment, claim_line and invoice_line views, kept current.
 
-One row per patient with any appointment, claim line or invoice line: the latest fulfilled appointment
-start and its practitioner ('' when none; ties: the greatest practitioner id), the latest start or
+One row per patient with any appointment, claim line or invoice line: the first fulfilled appointment
+start, the latest one and its practitioner ('' when none; ties: the greatest practitioner id), the latest start or
 created date over all appointments, and the lifetime billed amount (claim and invoice lines not draft,
 cancelled or entered-in-error: reports.common.NOT_BILLED_SQL). The practice reports read it to avoid
 scanning the views per patient. It is recomputed for the patients a write touches, after that
@@ -21,6 +21,7 @@ NAME = "patient_activity"
 SOURCES = ("appointment", "claim_line", "invoice_line")
 COLUMNS = (
     ("patient_id", "TEXT"),
+    ("first_fulfilled_start", "TEXT"),
     ("last_fulfilled_start", "TEXT"),
     ("last_fulfilled_practitioner", "TEXT"),
     ("last_activity", "TEXT"),
@@ -30,11 +31,12 @@ COLUMNS = (
 _NOT_BILLED = "('draft', 'cancelled', 'entered-in-error')"
 
 _DDL = (
-    f"CREATE TABLE {NAME}(patient_id TEXT PRIMARY KEY, last_fulfilled_start TEXT, "
+    f"CREATE TABLE {NAME}(patient_id TEXT PRIMARY KEY, first_fulfilled_start TEXT, last_fulfilled_start TEXT, "
     "last_fulfilled_practitioner TEXT, last_activity TEXT, "
     "lifetime_billed REAL NOT NULL) WITHOUT ROWID"
 )
 _INDEXES = (
+    f'CREATE INDEX IF NOT EXISTS "{NAME}$first_fulfilled_start" ON {NAME}(first_fulfilled_start)',
     f'CREATE INDEX IF NOT EXISTS "{NAME}$last_fulfilled_start" ON {NAME}(last_fulfilled_start)',
     f'CREATE INDEX IF NOT EXISTS "{NAME}$lifetime_billed" ON {NAME}(lifetime_billed)',
 )
@@ -43,8 +45,8 @@ _INDEXES = (
 def _select(where_appt: str, where_line: str) -> str:
     """The summary rows of the patients matching the conditions (applied to each source view)."""
     return (
-        "WITH a AS (SELECT patient_id, max(CASE WHEN status = 'fulfilled' THEN start_time || '|' || "
-        "coalesce(practitioner_id, '') END) AS lf, "
+        "WITH a AS (SELECT patient_id, min(CASE WHEN status = 'fulfilled' THEN start_time END) AS ff, "
+        "max(CASE WHEN status = 'fulfilled' THEN start_time || '|' || coalesce(practitioner_id, '') END) AS lf, "
         "max(start_time) AS ms, max(created) AS mc FROM appointment "
         f"WHERE patient_id IS NOT NULL{where_appt} GROUP BY patient_id), "
         "c AS (SELECT patient_id, sum(amount) AS s FROM claim_line "
@@ -54,7 +56,7 @@ def _select(where_appt: str, where_line: str) -> str:
         "ids AS (SELECT patient_id FROM appointment WHERE patient_id IS NOT NULL" + where_appt + " "
         "UNION SELECT patient_id FROM claim_line WHERE patient_id IS NOT NULL" + where_line + " "
         "UNION SELECT patient_id FROM invoice_line WHERE patient_id IS NOT NULL" + where_line + ") "
-        "SELECT ids.patient_id, substr(a.lf, 1, instr(a.lf, '|') - 1), substr(a.lf, instr(a.lf, '|') + 1), "
+        "SELECT ids.patient_id, a.ff, substr(a.lf, 1, instr(a.lf, '|') - 1), substr(a.lf, instr(a.lf, '|') + 1), "
         "CASE WHEN a.ms IS NULL THEN a.mc WHEN a.mc IS NULL THEN a.ms "
         "ELSE max(a.ms, a.mc) END, coalesce(c.s, 0) + coalesce(i.s, 0) FROM ids "
         "LEFT JOIN a ON a.patient_id = ids.patient_id LEFT JOIN c ON c.patient_id = ids.patient_id "

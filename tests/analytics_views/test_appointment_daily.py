@@ -1,0 +1,173 @@
+"""The appointment_daily rollup: kept equal to a recomputation in Python from the appointment view on every write."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import apsw
+import orjson
+import pytest
+from helpers import q
+
+from fhirgate.analytics.reports.registry import get_report, run
+from fhirgate.errors import ValidationFailed
+from fhirgate.store.sqlite.store import SqliteStore
+
+Key = tuple[Any, str, Any, Any]
+
+
+def _minutes(minutes: Any, start: Any, end: Any) -> float | None:
+    if minutes is not None:
+        return float(minutes)
+    if start and end and len(start) >= 16 and len(end) >= 16:
+        a = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+        b = dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
+        return float(round((b - a).total_seconds() / 60))
+    return None
+
+
+def expected(store: SqliteStore) -> dict[Key, tuple[int, float | None, Any]]:
+    """(day, dim, status, key) -> (n, minutes, label), from the view rows in plain Python."""
+    counts: Counter[Key] = Counter()
+    minutes: dict[Key, float | None] = {}
+    labels: dict[Key, Any] = {}
+    rows = q(
+        store,
+        "SELECT start_time, status, practitioner_id, service_code, service_display, cancel_reason, minutes, "
+        "end_time FROM appointment",
+    )
+    for start, status, prac, svc, display, reason, mins, end in rows:
+        day = start[:10] if start else None
+        hour = start[11:13] if start and len(start) >= 13 else None
+        keys: list[tuple[Key, Any]] = [((day, "practitioner", status, prac), None)]
+        keys += [((day, "service", status, svc), display), ((day, "hour", status, hour), None)]
+        if status == "cancelled":
+            keys.append(((day, "reason", status, reason), None))
+        m = _minutes(mins, start, end)
+        for key, label in keys:
+            counts[key] += 1
+            if m is not None:
+                minutes[key] = (minutes.get(key) or 0.0) + m
+            else:
+                minutes.setdefault(key, None)
+            if label is not None and (labels.get(key) is None or label > labels[key]):
+                labels[key] = label
+    return {k: (n, minutes.get(k), labels.get(k)) for k, n in counts.items()}
+
+
+def stored(store: SqliteStore) -> dict[Key, tuple[int, float | None, Any]]:
+    rows = q(store, "SELECT day, dim, status, key, n, minutes, label FROM appointment_daily")
+    out: dict[Key, tuple[int, float | None, Any]] = {}
+    for day, dim, status, key, n, minutes, label in rows:
+        assert (day, dim, status, key) not in out, "one row per (day, dim, status, key)"
+        out[(day, dim, status, key)] = (n, None if minutes is None else float(minutes), label)
+    return out
+
+
+def _body(store: SqliteStore, rtype: str, id_: str) -> dict[str, Any]:
+    found = store.read(rtype, id_)
+    assert found is not None
+    return copy.deepcopy(found.body)
+
+
+def test_built_with_the_views(practice: SqliteStore) -> None:
+    rollup = stored(practice)
+    assert len(rollup) > 100
+    assert rollup == expected(practice)
+    dims = {k[1] for k in rollup}
+    assert dims == {"practitioner", "service", "hour", "reason"}
+
+
+def test_reschedule_and_status_change_update_both_days(fresh: SqliteStore) -> None:
+    sql = "SELECT id, start_time, practitioner_id FROM appointment WHERE status = 'fulfilled' LIMIT 1"
+    aid, start, prac = q(fresh, sql)[0]
+    body = _body(fresh, "Appointment", aid)
+    body["status"] = "cancelled"
+    body["cancelationReason"] = {"coding": [{"code": "pat"}]}
+    body["start"], body["end"] = "2031-03-04T15:00:00Z", "2031-03-04T15:20:00Z"
+    body.pop("minutesDuration", None)
+    fresh.write([body])
+    got = stored(fresh)
+    assert got == expected(fresh)
+    assert got[("2031-03-04", "reason", "cancelled", "pat")][0] == 1
+    assert got[("2031-03-04", "practitioner", "cancelled", prac)][1] == 20.0
+    assert all(v[0] > 0 for v in got.values())
+    assert start[:10] != "2031-03-04"
+
+
+def test_appointment_without_start_and_delete(fresh: SqliteStore) -> None:
+    appt = {"resourceType": "Appointment", "id": "ad-1", "status": "proposed",
+            "participant": [{"actor": {"reference": "Patient/ad-p"}, "status": "needs-action"}]}  # fmt: skip
+    fresh.write([appt])
+    got = stored(fresh)
+    assert got == expected(fresh)
+    assert got[(None, "practitioner", "proposed", None)][0] >= 1
+    before = got[(None, "practitioner", "proposed", None)][0]
+    assert fresh.delete("Appointment", "ad-1")
+    after = stored(fresh)
+    assert after == expected(fresh)
+    assert after.get((None, "practitioner", "proposed", None), (0,))[0] == before - 1
+
+
+def test_rejected_transaction_leaves_the_rollup_unchanged(fresh: SqliteStore) -> None:
+    before = stored(fresh)
+    good = {"resourceType": "Appointment", "id": "ad-r1", "status": "noshow", "start": "2032-01-02T09:00:00Z",
+            "participant": [{"actor": {"reference": "Patient/ad-rej"}, "status": "accepted"}]}  # fmt: skip
+    with pytest.raises(ValidationFailed):
+        fresh.write([good, {"resourceType": "Patient", "id": "bad id!"}])
+    assert stored(fresh) == before
+
+
+def test_rebuild_equals_incremental_and_missing_table_is_rebuilt(fresh: SqliteStore) -> None:
+    fresh.delete("Appointment", str(q(fresh, "SELECT id FROM appointment LIMIT 1")[0][0]))
+    incremental = stored(fresh)
+    fresh.run_write(lambda conn: fresh.derived.rebuild(conn))  # type: ignore[union-attr]
+    assert stored(fresh) == incremental == expected(fresh)
+    fresh._conn().execute("DROP TABLE appointment_daily")
+    derived = fresh.derived
+    assert derived is not None and derived.load(fresh._conn())
+    fresh.run_write(derived.prepare)
+    assert stored(fresh) == incremental
+
+
+# Report -> the derived table it reads instead of scanning the views when the caller may read it.
+REPORTS = {
+    "no_show_summary": "appointment_daily",
+    "service_volume": "appointment_daily",
+    "provider_utilization": "appointment_daily",
+    "cancellations": "appointment_daily",
+    "new_vs_returning_patients": "patient_activity",
+}
+PERIODS = (
+    {"period": "last_90_days"},
+    {"period": "last_30_days", "granularity": "day"},
+    {"start": "2025-12-01", "end": "2026-11-21", "granularity": "month"},
+    {"period": "last_7_days", "granularity": "week"},
+)
+
+
+@pytest.mark.parametrize("name", sorted(REPORTS))
+def test_reports_read_the_same_numbers_from_the_derived_tables_and_the_views(practice: SqliteStore, name: str) -> None:
+    conn = practice._conn()
+
+    def query(sql: str, max_rows: int) -> list[dict[str, Any]]:
+        cur = conn.execute(sql)
+        try:
+            cols = [d[0] for d in cur.getdescription()]
+        except apsw.ExecutionCompleteError:  # no rows
+            return []
+        return [dict(zip(cols, r, strict=True)) for r in cur][:max_rows]
+
+    base = ["appointment", "practitioner", "claim_line", "invoice_line"]
+    for params in PERIODS:
+        given = {"today": "2026-11-21", **params}
+        if name != "cancellations":
+            given.pop("granularity", None)
+        out = []
+        for available in (base, [*base, REPORTS[name]]):
+            result = run(get_report(name), given, query, available=available, today=dt.date(2026, 11, 21))[0]
+            out.append(orjson.dumps([result.rows, result.headline, result.summary]))
+        assert out[0] == out[1], (name, params)
