@@ -16,25 +16,47 @@ from starlette.applications import Starlette
 
 from fhirgate.audit.log import AuditLog
 from fhirgate.auth.devissuer import load_trusted_issuer
+from fhirgate.auth.principal_builder import ROLE_CLAIM
 from fhirgate.auth.tokens import TokenVerifier, TrustedIssuer
 from fhirgate.config import DataDir, Settings
+from fhirgate.core.policy.rules import Policy
 from fhirgate.errors import ConfigError
 from fhirgate.mcp.http import LOOPBACK_HOSTS, build_http_app
 from fhirgate.mcp.server import build_server
 from fhirgate.mcp.stdio import stdio_principal
+from fhirgate.policy_loader import load_policy
 from fhirgate.service.gateway import Gateway
+from fhirgate.service.governance import Governance
 from fhirgate.store.factory import open_store
 
 
-def build_gateway(data_dir: DataDir, *, key: str | None) -> Gateway:
-    """The Gateway over the data directory's store and audit log (the store must exist)."""
+def resolve_policy(data_dir: DataDir, settings: Settings | None = None, override: str | None = None) -> Policy:
+    """The governance policy: `override` (serve --policy), else fhirgate.toml [policy] file, else the default.
+
+    A relative path in fhirgate.toml is relative to the data directory. An invalid policy raises PolicyError
+    listing every problem, so the server refuses to start (issue 5: never run on a policy it cannot read).
+    """
+    settings = settings or data_dir.settings()
+    chosen = override or settings.policy_file
+    if chosen is None:
+        return load_policy(None)
+    path = Path(chosen).expanduser()
+    if override is None and not path.is_absolute():
+        path = data_dir.path / path
+    return load_policy(path)
+
+
+def build_gateway(data_dir: DataDir, *, key: str | None, policy: Policy | None = None) -> Gateway:
+    """The Gateway over the data directory's store and audit log (the store must exist), under `policy`."""
+    policy = policy or resolve_policy(data_dir)
     store = open_store(data_dir, key=key, create=False)
     try:
         audit = AuditLog(data_dir.audit_path, key=key, chain_key=data_dir.secret("audit-chain"))
+        governance = Governance(policy, store)
     except Exception:
         store.close()
         raise
-    return Gateway(store, audit, data_dir.secret("cursor"))
+    return Gateway(store, audit, data_dir.secret("cursor"), governance=governance)
 
 
 def trusted_issuers(data_dir: DataDir, settings: Settings) -> list[TrustedIssuer]:
@@ -57,11 +79,13 @@ def trusted_issuers(data_dir: DataDir, settings: Settings) -> list[TrustedIssuer
     return issuers
 
 
-def build_verifier(data_dir: DataDir, settings: Settings | None = None) -> TokenVerifier | None:
+def build_verifier(
+    data_dir: DataDir, settings: Settings | None = None, *, role_claim: str = ROLE_CLAIM
+) -> TokenVerifier | None:
     """A TokenVerifier for this server's audience (settings.resource_url), or None without issuers."""
     settings = settings or data_dir.settings()
     issuers = trusted_issuers(data_dir, settings)
-    return TokenVerifier(issuers, settings.resource_url) if issuers else None
+    return TokenVerifier(issuers, settings.resource_url, role_claim=role_claim) if issuers else None
 
 
 def describe_issuers(data_dir: DataDir, settings: Settings) -> str:
@@ -73,15 +97,18 @@ def describe_issuers(data_dir: DataDir, settings: Settings) -> str:
     return "trusted token issuers: " + ("; ".join(names) if names else "none")
 
 
-def create_http_app(data_dir: DataDir, *, key: str | None, host: str = "127.0.0.1") -> Starlette:
+def create_http_app(
+    data_dir: DataDir, *, key: str | None, host: str = "127.0.0.1", policy_file: str | None = None
+) -> Starlette:
     """The Starlette app for `fhirgate serve --http` (the gateway closes with the app's lifespan)."""
     settings = data_dir.settings()
-    verifier = build_verifier(data_dir, settings)
+    policy = resolve_policy(data_dir, settings, policy_file)
+    verifier = build_verifier(data_dir, settings, role_claim=policy.role_claim)
     if verifier is None:
         raise ConfigError(
             "no trusted token issuer: add [[auth.issuers]] to fhirgate.toml or set auth.trust_dev_issuer = true"
         )
-    gateway = build_gateway(data_dir, key=key)
+    gateway = build_gateway(data_dir, key=key, policy=policy)
     return build_http_app(
         gateway,
         verifier=verifier,
@@ -101,6 +128,7 @@ def run_http(
     port: int = 8765,
     certfile: str | None = None,
     keyfile: str | None = None,
+    policy_file: str | None = None,
     **uvicorn_options: Any,
 ) -> None:
     """Serve Streamable HTTP with uvicorn until interrupted; TLS when certfile and keyfile are given."""
@@ -108,7 +136,7 @@ def run_http(
 
     if bool(certfile) != bool(keyfile):
         raise ConfigError("give both certfile and keyfile for HTTPS")
-    app = create_http_app(data_dir, key=key, host=host)
+    app = create_http_app(data_dir, key=key, host=host, policy_file=policy_file)
     resource_url = data_dir.settings().resource_url
     parsed = urlparse(resource_url)
     default_port = 443 if parsed.scheme == "https" else 80
@@ -138,16 +166,24 @@ def run_http(
     )
 
 
-def run_stdio(data_dir: DataDir, *, key: str | None, token: str | None = None, profile: str | None = None) -> None:
+def run_stdio(
+    data_dir: DataDir,
+    *,
+    key: str | None,
+    token: str | None = None,
+    profile: str | None = None,
+    policy_file: str | None = None,
+) -> None:
     """Serve one client over stdin/stdout as the principal from `token` or `profile` (one is required)."""
     settings = data_dir.settings()
+    policy = resolve_policy(data_dir, settings, policy_file)
     principal = stdio_principal(
         token=token,
         profile=profile,
-        verifier=build_verifier(data_dir, settings) if token else None,
+        verifier=build_verifier(data_dir, settings, role_claim=policy.role_claim) if token else None,
         profiles=settings.extra.get("profiles", {}),
     )
-    gateway = build_gateway(data_dir, key=key)
+    gateway = build_gateway(data_dir, key=key, policy=policy)
     # stdout carries the protocol: start-up notes go to stderr.
     print(f"fhirgate serving MCP over stdio as {principal.sub} ({principal.issuer})", file=sys.stderr)
     try:

@@ -44,6 +44,8 @@ class Settings:
     issuers: tuple[IssuerSettings, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # [policy] file: the governance policy (docs/policy.md), relative to the data directory; None = the default.
+    policy_file: str | None = None
 
 
 def _parse_settings(raw: dict[str, Any], source: Path) -> Settings:
@@ -75,7 +77,13 @@ def _parse_settings(raw: dict[str, Any], source: Path) -> Settings:
         if bad:
             raise fail(f"auth.issuers[{i}].algorithms: {bad} not allowed (asymmetric RS*/ES*/PS256 only)")
         issuers.append(IssuerSettings(item["issuer"], jwks, pem, algs))
-    return Settings(resource_url.rstrip("/"), trust_dev, tuple(issuers), tuple(origins), raw)
+    policy = raw.get("policy", {})
+    if not isinstance(policy, dict):
+        raise fail("[policy] must be a table")
+    policy_file = policy.get("file")
+    if policy_file is not None and (not isinstance(policy_file, str) or not policy_file):
+        raise fail("policy.file must be the path of a policy file (TOML; see `fhirgate policy show`)")
+    return Settings(resource_url.rstrip("/"), trust_dev, tuple(issuers), tuple(origins), raw, policy_file)
 
 
 class DataDir:

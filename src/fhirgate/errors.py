@@ -92,6 +92,16 @@ class ConfigError(FhirgateError):
     code = "config-error"
 
 
+class RateLimited(FhirgateError):
+    """A rate limit refused the call; `retry_after` seconds until it can succeed (None: never at this cost)."""
+
+    code = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InternalError(FhirgateError):
     """An unexpected failure inside a use case; the message carries no detail (details are logged, ids only)."""
 

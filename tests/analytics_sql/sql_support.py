@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ SCHEMA = """
 CREATE TABLE store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE resources(rid INTEGER PRIMARY KEY, type TEXT, id TEXT, body TEXT);
 CREATE TABLE compartment(patient TEXT, rid INTEGER);
+CREATE TABLE params(pid INTEGER PRIMARY KEY, rtype TEXT NOT NULL, code TEXT NOT NULL);
+CREATE TABLE ix_token(rid INTEGER NOT NULL, pid INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL);
 CREATE TABLE patient(id TEXT, active INTEGER, family TEXT, given TEXT, gender TEXT, birth_date TEXT,
   deceased INTEGER, mrn TEXT, city TEXT, state TEXT, postal_code TEXT, general_practitioner_id TEXT,
   organization_id TEXT, _rid INTEGER NOT NULL);
@@ -105,6 +108,15 @@ class FakeStore:
 
     def reopen_args(self) -> tuple[Path, str | None]:
         return self.path, None
+
+    def fingerprint(self, resource_type: str) -> str:  # governance: no Consents here
+        return "empty"
+
+    def iter_type(self, resource_type: str) -> Iterator[Any]:
+        return iter(())
+
+    def linked_patients(self, target: str, via: Any) -> frozenset[str]:
+        return frozenset()
 
     def close(self) -> None:
         pass

@@ -121,9 +121,13 @@ def test_describe_view_gives_columns_and_restriction(env: tuple[Gateway, ListSin
     assert out["restriction"] == {
         "kind": "patient",
         "patient": "p1",
-        "detail": "only rows where patient_id = 'p1' (your access is confined to Patient/p1)",
+        # The default policy's patient role sees its own sensitive data except V and SDV (docs/policy.md).
+        "detail": "only rows where patient_id = 'p1' (your access is confined to Patient/p1); resources labelled "
+        "SDV, V are withheld",
     }
-    assert gw.describe_view(ctx(USER, "describe_view"), "appointment")["restriction"]["kind"] == "none"
+    staff = gw.describe_view(ctx(USER, "describe_view"), "appointment")["restriction"]
+    # A practice-wide user (default policy role practice_staff) sees every row except sensitive-labelled ones.
+    assert staff["kind"] == "governed" and "PSY" in staff["detail"] and "withheld" in staff["detail"]
     with pytest.raises(InvalidInput, match="appointment"):
         gw.describe_view(ctx(USER, "describe_view"), "appointments")
     assert [r.outcome for r in sink.records] == ["success", "success", "invalid"]

@@ -1,4 +1,8 @@
-"""The patient_activity summary: kept equal to a recomputation from the views on every write path."""
+"""The patient_activity summary: kept equal to a recomputation from the views on every write path.
+
+The recomputation leaves out appointments, claims and invoices whose raw meta.security carries a sensitive
+label (helpers.SENSITIVE), as the summary does; a write that adds or removes such a label moves the numbers.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import copy
 from typing import Any
 
 import pytest
-from helpers import q
+from helpers import SENSITIVE, labelled_ids, q
 
 from fhirgate.errors import ValidationFailed
 from fhirgate.store.sqlite.store import SqliteStore
@@ -15,15 +19,17 @@ NOT_BILLED = {"draft", "cancelled", "entered-in-error"}
 
 
 def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
-    """The summary recomputed in Python from the view rows (independent of the maintained SQL)."""
+    """The summary recomputed in Python from the view rows (independent of the maintained SQL), without the
+    rows of resources carrying a sensitive label."""
     out: dict[str, list[Any]] = {}
+    hidden = {t: labelled_ids(store, t) for t in ("Appointment", "Claim", "Invoice")}
 
     def row(pid: str) -> list[Any]:
         return out.setdefault(pid, [None, None, 0.0, None, None])
 
-    appts = "SELECT patient_id, status, start_time, created, practitioner_id FROM appointment"
-    for pid, status, start, created, prac in q(store, appts):
-        if pid is None:
+    appts = "SELECT id, patient_id, status, start_time, created, practitioner_id FROM appointment"
+    for aid, pid, status, start, created, prac in q(store, appts):
+        if pid is None or aid in hidden["Appointment"]:
             continue
         r = row(pid)
         if status == "fulfilled" and start is not None and (r[4] is None or start < r[4]):
@@ -34,9 +40,9 @@ def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
         for value in (start, created):
             if value is not None and (r[1] is None or value > r[1]):
                 r[1] = value
-    for table in ("claim_line", "invoice_line"):
-        for pid, status, amount in q(store, f"SELECT patient_id, status, amount FROM {table}"):
-            if pid is None:
+    for table, rtype in (("claim_line", "Claim"), ("invoice_line", "Invoice")):
+        for rid, pid, status, amount in q(store, f"SELECT id, patient_id, status, amount FROM {table}"):
+            if pid is None or rid in hidden[rtype]:
                 continue
             r = row(pid)
             if status is not None and status not in NOT_BILLED and amount is not None:
@@ -138,3 +144,73 @@ def test_rebuild_equals_incremental_and_missing_table_is_rebuilt(fresh: SqliteSt
     assert derived is not None and derived.load(fresh._conn())
     fresh.run_write(derived.prepare)
     assert stored(fresh) == incremental
+
+
+PSY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}
+
+
+def _billed(store: SqliteStore, claim_id: str) -> float:
+    rows = q(store, "SELECT status, amount FROM claim_line WHERE id = ?", (claim_id,))
+    return sum(a for s, a in rows if s not in NOT_BILLED and a is not None)
+
+
+def test_labelled_billing_is_left_out_of_the_demo_summary(practice: SqliteStore) -> None:
+    hidden = labelled_ids(practice, "Claim")
+    assert hidden, "the demo practice has sensitive-labelled claims"
+    billed = "status NOT IN ('draft', 'cancelled', 'entered-in-error')"
+    every = q(practice, f"SELECT sum(amount) FROM claim_line WHERE {billed}")
+    every_inv = q(practice, f"SELECT coalesce(sum(amount), 0) FROM invoice_line WHERE {billed}")
+    total = sum(v[3] for v in stored(practice).values())
+    assert total < every[0][0] + every_inv[0][0]  # the labelled claims' amounts are not in the summary
+    assert round(total, 6) == round(sum(v[3] for v in expected(practice).values()), 6)
+
+
+def test_adding_and_removing_a_label_moves_the_patients_total(fresh: SqliteStore) -> None:
+    hidden = labelled_ids(fresh, "Claim")
+    claim_id, pid = next(
+        (c, p)
+        for c, p in q(fresh, "SELECT DISTINCT id, patient_id FROM claim_line WHERE status = 'active' AND amount > 0")
+        if c not in hidden
+    )
+    amount = _billed(fresh, claim_id)
+    before = stored(fresh)[pid][3]
+    body = _body(fresh, "Claim", claim_id)
+    body.setdefault("meta", {}).setdefault("security", []).append(PSY)
+    fresh.write([body])
+    got = stored(fresh)
+    assert got == expected(fresh)
+    assert round(got.get(pid, (0, 0, 0, 0.0))[3], 6) == round(before - amount, 6)
+    # A label outside the sensitive set changes nothing.
+    body["meta"]["security"] = [{"system": PSY["system"], "code": "NORDSCLCD"}]
+    fresh.write([body])
+    assert stored(fresh)[pid][3] == before
+    assert stored(fresh) == expected(fresh)
+
+
+def test_a_patient_whose_only_resources_are_labelled_has_no_row(fresh: SqliteStore) -> None:
+    appt = {"resourceType": "Appointment", "id": "pa-l1", "status": "fulfilled", "start": "2030-01-02T09:00:00Z",
+            "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]},
+            "participant": [{"actor": {"reference": "Patient/pa-lab"}, "status": "accepted"}]}  # fmt: skip
+    fresh.write([appt])
+    assert "pa-lab" not in stored(fresh)
+    assert stored(fresh) == expected(fresh)
+    appt["meta"] = {}
+    fresh.write([appt])  # the label removed: the patient appears
+    assert stored(fresh)["pa-lab"][0] == "2030-01-02T09:00:00Z"
+    assert {"R", "PSY"} <= SENSITIVE
+
+
+def test_a_summary_of_an_older_version_is_rebuilt_on_open(fresh: SqliteStore) -> None:
+    from fhirgate.analytics.views import summary
+
+    conn = fresh._conn()
+    want = stored(fresh)
+    conn.execute(f'DROP INDEX "{summary.INDEX}"')
+    conn.execute(f'CREATE INDEX "{summary.NAME}$lifetime_billed" ON {summary.NAME}(lifetime_billed)')
+    conn.execute("UPDATE patient_activity SET lifetime_billed = lifetime_billed + 1")  # as an old build would differ
+    assert not summary.current(conn)
+    derived = fresh.derived
+    assert derived is not None and derived.load(conn)
+    fresh.run_write(derived.prepare)
+    assert summary.current(conn)
+    assert stored(fresh) == want == expected(fresh)

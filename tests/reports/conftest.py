@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from report_oracle import DEMO_TODAY, Raw
+from report_policy import unthrottled_policy
 
 from fhirgate.app import build_gateway
 from fhirgate.config import DataDir
@@ -32,20 +34,57 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[DataDir, DemoSum
     return data, summary
 
 
+def opted_out(consents: list[dict[str, Any]]) -> set[str]:
+    """Patients with an active Consent whose policyRule is OPTOUT (computed here, not by fhirgate's consent code)."""
+    out: set[str] = set()
+    for c in consents:
+        codes = {cd.get("code") for cd in (c.get("policyRule") or {}).get("coding", [])}
+        if c.get("status") == "active" and "OPTOUT" in codes:
+            out.add(str(c["patient"]["reference"]).removeprefix("Patient/"))
+    return out
+
+
+# The sensitive label codes withheld from practice_staff (the default role) by the default policy, and left
+# out of the derived tables (issue 5 item 3, REFERENCE §5); written out here, not taken from fhirgate.
+SENSITIVE = frozenset({"R", "V", "ETH", "PSY", "HIV", "STD", "SDV", "SEX", "BH", "GDIS", "42CFRPart2"})
+
+
+def sensitive(body: dict[str, Any]) -> bool:
+    """Whether a resource's raw meta.security carries a SENSITIVE code."""
+    security = (body.get("meta") or {}).get("security") or []
+    return any(isinstance(c, dict) and c.get("code") in SENSITIVE for c in security)
+
+
+def _about(body: dict[str, Any], patients: set[str]) -> bool:
+    """Whether a resource is one of `patients` or references one of them anywhere."""
+    if body.get("resourceType") == "Patient" and body.get("id") in patients:
+        return True
+    text = orjson.dumps(body).decode()
+    return any(f'"Patient/{p}"' in text for p in patients)
+
+
 @pytest.fixture(scope="session")
 def raw(demo_dir: tuple[DataDir, DemoSummary]) -> Raw:
-    """The demo's raw FHIR JSON, read straight from the store (not from the view tables)."""
+    """The demo's raw FHIR JSON, read straight from the store (not from the view tables).
+
+    Patients who opted out of AI access (an active OPTOUT Consent) are left out: every report leaves them
+    out for the practice-wide principals these tests use (default policy, optout_aggregates = false).
+    So are resources carrying a sensitive security label: the default role (practice_staff) sees none.
+    """
     store = open_store(demo_dir[0], create=False)
     try:
         by_type: dict[str, list[dict[str, Any]]] = {t: [s.body for s in store.iter_type(t)] for t in RAW_TYPES}
+        gone = opted_out([s.body for s in store.iter_type("Consent")])
     finally:
         store.close()
-    return Raw(by_type)
+    assert gone, "the demo practice has opted-out patients"
+    assert any(sensitive(b) for b in by_type["Claim"]), "the demo practice has sensitive-labelled claims"
+    return Raw({t: [b for b in bodies if not _about(b, gone) and not sensitive(b)] for t, bodies in by_type.items()})
 
 
 @pytest.fixture(scope="session")
 def gateway(demo_dir: tuple[DataDir, DemoSummary]) -> Iterator[Gateway]:
-    gw = build_gateway(demo_dir[0], key=None)
+    gw = build_gateway(demo_dir[0], key=None, policy=unthrottled_policy())
     yield gw
     gw.close()
 

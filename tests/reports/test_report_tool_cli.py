@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import jsonschema
 import pytest
 from report_oracle import DEMO_TODAY as TODAY
+from report_policy import unthrottled_policy
 
 from fhirgate.analytics.reports.registry import report_names
 from fhirgate.app import build_gateway
@@ -26,7 +27,7 @@ NO_APPOINTMENTS = Principal(sub="t2", issuer="urn:test", scopes=ScopeSet.parse("
 
 @pytest.fixture(scope="module")
 def gw(demo_dir: tuple[DataDir, DemoSummary]) -> Iterator[Gateway]:
-    g = build_gateway(demo_dir[0], key=None)
+    g = build_gateway(demo_dir[0], key=None, policy=unthrottled_policy())
     yield g
     g.close()
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from report_oracle import DEMO_TODAY as TODAY
 from report_oracle import Raw
+from report_policy import unthrottled_policy
 
 from fhirgate.analytics.reports.registry import report_names
 from fhirgate.audit.record import AuditRecord
@@ -19,6 +20,7 @@ from fhirgate.demo.generator import DemoSummary
 from fhirgate.errors import AccessDenied, InvalidInput
 from fhirgate.service.context import RequestContext
 from fhirgate.service.gateway import Gateway
+from fhirgate.service.governance import Governance
 from fhirgate.store.factory import open_store
 
 
@@ -40,7 +42,8 @@ def who(scope: str, patient: str | None = None) -> Principal:
 @pytest.fixture(scope="module")
 def env(demo_dir: tuple[DataDir, DemoSummary]) -> Iterator[tuple[Gateway, ListSink]]:
     sink = ListSink()
-    gw = Gateway(open_store(demo_dir[0], create=False), sink, b"k" * 32)
+    store = open_store(demo_dir[0], create=False)
+    gw = Gateway(store, sink, b"k" * 32, governance=Governance(unthrottled_policy(), store))
     yield gw, sink
     gw.close()
 

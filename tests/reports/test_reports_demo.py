@@ -111,11 +111,17 @@ def test_lapsed_high_value_matches_raw(gateway: Gateway, raw: Raw, months: int) 
     assert out["summary"]["lapsed_billed"] == pytest.approx(sum(b for _, b in expected), abs=0.01)
 
 
-def test_lapsed_includes_the_demo_lapsed_high_value_patients(gateway: Gateway, demo_dir: Any) -> None:
+def test_lapsed_includes_the_demo_lapsed_high_value_patients(gateway: Gateway, raw: Raw, demo_dir: Any) -> None:
     marked = demo_dir[1].lapsed_high_value_patient_ids
     assert marked
     out = report(gateway, "lapsed_high_value_patients", months=12, min_billed=1500, limit=200)
-    assert set(marked) <= {r["patient_id"] for r in out["rows"]}
+    got = {r["patient_id"] for r in out["rows"]}
+    # Billing in sensitive-labelled claims is withheld from the default role: a marked patient whose value
+    # came from such claims (psychotherapy) may fall below the threshold; the oracle says which.
+    billed = dict(lapsed(raw, TODAY, 12))
+    kept = {p for p in marked if billed.get(p, 0.0) >= 1500}
+    assert kept and kept <= got
+    assert not (set(marked) - kept) & got
     assert all(r["lifetime_billed"] >= 1500 for r in out["rows"])
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from report_oracle import Raw, diabetes_gaps, lapsed, no_show, patients_not_seen
+from report_policy import unthrottled_policy
 
 from fhirgate.app import build_gateway
 from fhirgate.config import DataDir
@@ -178,7 +179,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Ra
     for r in RESOURCES:
         by_type.setdefault(r["resourceType"], []).append(r)
     by_type.setdefault("Encounter", [])
-    gw = build_gateway(data, key=None)
+    gw = build_gateway(data, key=None, policy=unthrottled_policy())
     yield gw, Raw(by_type)
     gw.close()
 

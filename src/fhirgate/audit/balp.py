@@ -59,6 +59,15 @@ def _purpose(value: str) -> dict[str, Any]:
     return {"coding": [_coding(system if sep else ACT_REASON, code)]}
 
 
+def _purposes(rec: Any) -> list[dict[str, Any]]:
+    """The token's purposes, the purpose governance ran the request under, and BTG when break-glass was active."""
+    codes = list(dict.fromkeys([*rec.purpose_of_use, *([rec.purpose] if rec.purpose else [])]))
+    out = [_purpose(p) for p in codes]
+    if rec.break_glass:  # v3-ActReason BTG "break the glass": emergency access outside normal policy
+        out.append({"coding": [_coding(ACT_REASON, "BTG", "break the glass")]})
+    return out
+
+
 def _network(address: str) -> dict[str, str]:
     try:
         ipaddress.ip_address(address)
@@ -99,8 +108,9 @@ def to_audit_event(
     event["outcome"] = _OUTCOME[rec.outcome]
     if rec.reason:
         event["outcomeDesc"] = rec.reason
-    if rec.purpose_of_use:
-        event["purposeOfEvent"] = [_purpose(p) for p in rec.purpose_of_use]
+    purposes = _purposes(rec)
+    if purposes:
+        event["purposeOfEvent"] = purposes
     event["agent"] = _agents(rec, is_read, server_name, server_address)
     event["source"] = {
         "site": server_name,
@@ -147,8 +157,11 @@ def _agents(rec: Any, is_read: bool, server_name: str, server_address: str | Non
             if rec.issuer:
                 ident["system"] = rec.issuer
             user["who"] = {"identifier": ident}
-        if rec.purpose_of_use:
-            user["purposeOfUse"] = [_purpose(p) for p in rec.purpose_of_use]
+        purposes = _purposes(rec)
+        if purposes:
+            user["purposeOfUse"] = purposes
+        if rec.role:
+            user["role"] = [{"text": rec.role}]
         agents.append(user)
     return agents
 

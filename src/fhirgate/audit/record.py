@@ -32,6 +32,7 @@ _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _PARAM_NAME = re.compile(r"_?[A-Za-z][A-Za-z0-9_\-.]{0,63}(:[A-Za-z][A-Za-z0-9\-.]{0,63})?")
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _TUPLE_FIELDS = ("scopes", "purpose_of_use", "patients", "references")
+_GOVERNANCE_FIELDS = frozenset({"role", "purpose", "break_glass"})
 
 
 def instant_now() -> str:
@@ -88,6 +89,11 @@ class AuditRecord:
     reason: str | None
     latency_ms: float
     client_address: str | None = None
+    # Governance (policy file): the role and purpose the request ran under, and whether break-glass was
+    # active. Left out of the canonical JSON when unset, so records written before them hash the same.
+    role: str | None = None
+    purpose: str | None = None
+    break_glass: bool = False
 
     def __post_init__(self) -> None:
         if not _INSTANT.fullmatch(self.time):
@@ -128,6 +134,9 @@ class AuditRecord:
         latency_ms: float = 0.0,
         client_address: str | None = None,
         time: str | None = None,
+        role: str | None = None,
+        purpose: str | None = None,
+        break_glass: bool = False,
     ) -> AuditRecord:
         """Build a record from a request: arguments are digested, query values dropped, ids de-duplicated."""
         return cls(
@@ -153,6 +162,9 @@ class AuditRecord:
             reason=reason,
             latency_ms=round(float(latency_ms), 3),
             client_address=client_address,
+            role=role,
+            purpose=purpose,
+            break_glass=bool(break_glass),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +172,8 @@ class AuditRecord:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _GOVERNANCE_FIELDS and value in (None, False):
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -25,7 +25,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fhirgate.auth.principal_builder import normalize_fhir_user
+from fhirgate.auth.principal_builder import ROLE_CLAIM, normalize_fhir_user
 from fhirgate.auth.tokens import TrustedIssuer
 from fhirgate.core.policy.scopes import parse_scope
 from fhirgate.errors import ConfigError, InvalidInput
@@ -34,6 +34,7 @@ PRIVATE_KEY_FILE = "dev-issuer-key.pem"
 JWKS_FILE = "dev-issuer-jwks.json"
 ISSUER_PREFIX = "urn:fhirgate:dev-issuer:"
 MAX_TTL_SECONDS = 30 * 24 * 3600
+_ROLE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _TTL = re.compile(r"(\d{1,9})([smhdw]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -181,6 +182,8 @@ class DevIssuer:
         client_id: str = "fhirgate-dev",
         ttl_seconds: int = 3600,
         purpose_of_use: Sequence[str] = (),
+        role: str | None = None,
+        role_claim: str = ROLE_CLAIM,
     ) -> str:
         """Sign an access token (RFC 9068 shape with SMART claims); validates every input first."""
         if not isinstance(scope, str):
@@ -225,4 +228,8 @@ class DevIssuer:
             if not all(isinstance(p, str) and p and not any(c.isspace() for c in p) for p in purposes):
                 raise InvalidInput("purpose_of_use", "must be codes without spaces", "e.g. TREAT")
             claims["purpose_of_use"] = purposes
+        if role is not None:
+            if not isinstance(role, str) or not _ROLE.fullmatch(role):
+                raise InvalidInput("role", "must be a role name from the policy file", "e.g. clinician, front_desk")
+            claims[role_claim] = role
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self.kid, "typ": "at+jwt"})

@@ -2,7 +2,8 @@
 
 Claims used (SMART App Launch 2.x §"Token response", RFC 9068 §2.2, RFC 8693 §4.2): `sub`, `iss`,
 `scope` (space separated; `scp` list accepted), `client_id` (or `azp`), `fhirUser` (absolute URL or
-`Type/id`, stored as `Type/id`), `patient`, `encounter`, `purpose_of_use` (list or string), `jti`, `exp`.
+`Type/id`, stored as `Type/id`), `patient`, `encounter`, `purpose_of_use` (list or string), `jti`, `exp`,
+and the policy's role claim (default `fhirgate_role`).
 A claim with the wrong shape fails the whole token (`token.invalid_claim`): guessing what a malformed
 context claim meant could widen access.
 """
@@ -89,8 +90,24 @@ def _purpose_of_use(claims: Mapping[str, Any]) -> tuple[str, ...]:
     raise _bad("purpose_of_use")
 
 
-def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """Build a Principal from claims whose signature, issuer, audience and times are already verified."""
+ROLE_CLAIM = "fhirgate_role"
+_ROLE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _role(claims: Mapping[str, Any], claim: str) -> str | None:
+    value = claims.get(claim)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ROLE.fullmatch(value):
+        raise _bad(claim)
+    return value
+
+
+def principal_from_claims(claims: Mapping[str, Any], *, role_claim: str = ROLE_CLAIM) -> Principal:
+    """Build a Principal from claims whose signature, issuer, audience and times are already verified.
+
+    `role_claim` names the claim holding the governance role (the policy file's `role_claim`).
+    """
     sub = claims.get("sub")
     iss = claims.get("iss")
     if not isinstance(sub, str) or not sub:
@@ -117,6 +134,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         fhir_user=fhir_user,
         patient=_patient(claims),
         purpose_of_use=_purpose_of_use(claims),
+        role=_role(claims, role_claim),
         token_id=_optional_str(claims, "jti"),
         expires_at=float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None,
         extra=extra,

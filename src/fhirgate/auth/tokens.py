@@ -24,7 +24,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from pydantic import ConfigDict, Field, SkipValidation
 
-from fhirgate.auth.principal_builder import principal_from_claims
+from fhirgate.auth.principal_builder import ROLE_CLAIM, principal_from_claims
 from fhirgate.core.policy.principal import Principal
 from fhirgate.errors import AuthenticationError, ConfigError
 
@@ -146,7 +146,9 @@ class TrustedIssuer:
 class TokenVerifier:
     """Verifies JWT bearer tokens against trusted issuers and this server's audience."""
 
-    def __init__(self, issuers: Sequence[TrustedIssuer], audience: str, *, leeway: int = 30) -> None:
+    def __init__(
+        self, issuers: Sequence[TrustedIssuer], audience: str, *, leeway: int = 30, role_claim: str = ROLE_CLAIM
+    ) -> None:
         if not audience:
             raise ConfigError("token verifier: audience (this server's resource URL) must be set")
         if not 0 <= leeway <= 300:
@@ -156,6 +158,7 @@ class TokenVerifier:
             raise ConfigError("token verifier: an issuer is configured twice")
         self.audience = audience
         self.leeway = leeway
+        self.role_claim = role_claim
 
     @property
     def may_block(self) -> bool:
@@ -195,7 +198,7 @@ class TokenVerifier:
         if not keys:
             raise _fail("token.bad_signature", "no key of the issuer matches the token")
         claims = self._decode(token, keys, alg, issuer.issuer)
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, role_claim=self.role_claim)
 
     def _decode(self, token: str, keys: list[Any], alg: str, iss: str) -> dict[str, Any]:
         last: AuthenticationError | None = None

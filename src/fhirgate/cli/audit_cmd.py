@@ -1,4 +1,4 @@
-"""`fhirgate audit verify|tail|export`: prove the audit chain intact and read it."""
+"""`fhirgate audit verify|tail|export|disclosures`: prove the audit chain intact, read it, and account for it."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def register(sub: Any, add_data: AddData) -> None:
     e.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
     e.add_argument("--since", type=int, default=0, metavar="SEQ", help="only records after this sequence number")
     e.set_defaults(handler=cmd_export)
+
+    d = verbs.add_parser(
+        "disclosures", help="accounting of disclosures for one patient (45 CFR 164.528): date, recipient, data, purpose"
+    )
+    add_data(d)
+    d.add_argument("--patient", required=True, metavar="ID", help="the patient's FHIR id")
+    d.add_argument("--since", metavar="YYYY-MM-DD", help="first day, inclusive (default: six years ago)")
+    d.add_argument("--until", metavar="YYYY-MM-DD", help="last day, inclusive (default: today, UTC)")
+    d.add_argument("--format", choices=("table", "json", "fhir"), default="table", help="output format (default table)")
+    d.set_defaults(handler=cmd_disclosures)
 
 
 def open_audit_log(args: argparse.Namespace) -> Any:
@@ -105,4 +115,45 @@ def cmd_export(args: argparse.Namespace) -> int:
             out.write(orjson.dumps(doc) + b"\n")
             count += 1
     print(f"exported {count} audit records", file=sys.stderr)
+    return 0
+
+
+def cmd_disclosures(args: argparse.Namespace) -> int:
+    """Print the accounting of disclosures for one patient; exit 2 on a bad patient id or date."""
+    import orjson
+
+    from fhirgate.audit import disclosures as acct
+    from fhirgate.errors import InvalidInput
+
+    try:
+        patient = acct.check_patient_id(args.patient)
+        since, until = acct.window(args.since, args.until)
+    except InvalidInput as exc:
+        print(
+            f"fhirgate: error: --{exc.param}: {exc.problem}" + (f" ({exc.allowed})" if exc.allowed else ""),
+            file=sys.stderr,
+        )
+        return 2
+    log = open_audit_log(args)
+    try:
+        if args.format == "fhir":
+            for event in acct.audit_events(log, patient, since, until):
+                sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
+            sys.stdout.flush()
+            return 0
+        items = acct.disclosures(log, patient, since, until)
+    finally:
+        log.close()
+    if args.format == "json":
+        print(orjson.dumps([d.to_dict() for d in items], option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"Accounting of disclosures for Patient/{patient}, {since.isoformat()} to {until.isoformat()} (UTC)")
+    print(f"{'date':<20} {'client':<20} {'user':<28} {'purpose':<16} {'exempt':<18} description")
+    for d in items:
+        print(
+            f"{d.date[:19].replace('T', ' '):<20} {d.client_id or '-':<20} {d.user or '-':<28} {d.purpose:<16} "
+            f"{d.exempt_reason or 'no':<18} {d.description} [request {d.request_id}]"
+        )
+    exempt = sum(1 for d in items if d.exempt_reason)
+    print(f"{len(items)} access(es); {len(items) - exempt} not exempt under 164.528(a)(1)")
     return 0

@@ -28,6 +28,7 @@ def register(sub: Any, add_data: AddData) -> None:
     p.add_argument("--sub", default="dev-user", help="subject claim (default dev-user)")
     p.add_argument("--client-id", default="fhirgate-dev", help="client_id claim (default fhirgate-dev)")
     p.add_argument("--purpose", action="append", default=[], metavar="CODE", help="purpose of use (repeatable)")
+    p.add_argument("--role", metavar="NAME", help="governance role claim, e.g. front_desk (see `fhirgate policy show`)")
     p.add_argument("--audience", help="token audience (default: this data directory's server resource URL)")
     p.set_defaults(handler=cmd_token)
 
@@ -58,6 +59,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         client_id=args.client_id,
         ttl_seconds=parse_ttl(args.ttl),
         purpose_of_use=args.purpose,
+        role=args.role,
     )
     if not settings.trust_dev_issuer:
         print(

@@ -27,6 +27,9 @@ def register(sub: Any, add_data: AddData) -> None:
     p.add_argument("--profile", help="stdio: a named local profile from fhirgate.toml [profiles.NAME]")
     p.add_argument("--certfile", help="HTTP: TLS certificate (PEM) to serve HTTPS directly")
     p.add_argument("--keyfile", help="HTTP: TLS private key (PEM)")
+    p.add_argument(
+        "--policy", metavar="FILE", help="governance policy file (default: fhirgate.toml [policy] file, else built-in)"
+    )
     p.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser(
@@ -59,14 +62,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.certfile or args.keyfile:
             raise InvalidInput("--certfile", "TLS applies to --http only")
         token = args.token or os.environ.get("FHIRGATE_TOKEN")
-        app.run_stdio(data_dir, key=key, token=token, profile=args.profile)
+        app.run_stdio(data_dir, key=key, token=token, profile=args.profile, policy_file=args.policy)
         return 0
     if args.token or args.profile:
         raise InvalidInput("--token", "--token and --profile are for --stdio; HTTP clients send bearer tokens")
     if bool(args.certfile) != bool(args.keyfile):
         raise InvalidInput("--certfile", "give both --certfile and --keyfile for HTTPS")
     host, port = parse_host_port(args.http or DEFAULT_HTTP)
-    app.run_http(data_dir, key=key, host=host, port=port, certfile=args.certfile, keyfile=args.keyfile)
+    app.run_http(
+        data_dir, key=key, host=host, port=port, certfile=args.certfile, keyfile=args.keyfile, policy_file=args.policy
+    )
     return 0
 
 

@@ -55,7 +55,10 @@ class ViewColumnOut(BaseModel):
 
 
 class Restriction(BaseModel):
-    kind: str = Field(description="'none' (all rows), 'patient' (one patient's rows) or 'unavailable'.")
+    kind: str = Field(
+        description="'none' (all rows), 'patient' (one patient's rows), 'governed' (rows left out by consent, "
+        "care-team or label rules: see detail) or 'unavailable'."
+    )
     detail: str
     patient: str | None = Field(description="The patient id your rows are confined to, or null.")
 
@@ -80,12 +83,23 @@ class SqlPage(BaseModel):
     note: str | None = None
 
 
+class Withheld(BaseModel):
+    patients_excluded: int | str = Field(
+        description="Patients left out by consent or opt-out: a number from 11 up, 0, or 'fewer than 11'."
+    )
+    labels: list[str] = Field(description="Security label codes whose resources are withheld from you.")
+    note: str = Field(description="What was withheld and why, to tell the user; never guess the withheld values.")
+
+
 class QuerySqlOutput(BaseModel):
     columns: list[SqlColumn]
     rows: list[list[Any]] = Field(description="Result rows, each a list of values in column order.")
     views: list[str] = Field(description="The views the query read.")
     confined_to_patient: str | None = Field(description="When your access is confined to one patient: that id.")
     page: SqlPage
+    withheld: Withheld | None = Field(
+        default=None, description="Present when consent, care-team or label rules left rows out of the result."
+    )
 
 
 # -- descriptions ----------------------------------------------------------------------------------

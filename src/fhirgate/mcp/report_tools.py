@@ -32,6 +32,14 @@ class ReportPage(BaseModel):
     next_offset: int | None = Field(description="Pass as params.offset (same other params) for more; null when done.")
 
 
+class Withheld(BaseModel):
+    patients_excluded: int | str = Field(
+        description="Patients left out by consent or opt-out: a number from 11 up, 0, or 'fewer than 11'."
+    )
+    labels: list[str] = Field(description="Security label codes whose resources are withheld from you.")
+    note: str = Field(description="What was withheld and why, to tell the user; never guess the withheld values.")
+
+
 class RunReportOutput(BaseModel):
     report: str
     title: str
@@ -47,6 +55,9 @@ class RunReportOutput(BaseModel):
     views: list[str] = Field(description="The practice views the report read.")
     confined_to_patient: str | None = Field(description="When your access is confined to one patient: that id.")
     elapsed_ms: float
+    withheld: Withheld | None = Field(
+        default=None, description="Present when consent, care-team or label rules left rows out of the report."
+    )
 
 
 def _param_text(spec: ReportSpec) -> str:

@@ -26,9 +26,11 @@ from fhirgate.core.policy.principal import Principal
 from fhirgate.mcp.analytics_tools import register_analytics_tools
 from fhirgate.mcp.audit_hook import AuditMiddleware
 from fhirgate.mcp.completions import register_completions
+from fhirgate.mcp.governance_tools import register_governance_tools
 from fhirgate.mcp.prompts import register_prompts
 from fhirgate.mcp.report_tools import register_report_tools
 from fhirgate.mcp.resources import register_resources
+from fhirgate.mcp.tool_filter import ToolListFilter
 from fhirgate.mcp.tools import register_tools
 from fhirgate.service.gateway import Gateway
 
@@ -59,13 +61,14 @@ def build_server(
         description="FHIR R4 records for AI assistants, under SMART scopes, with an audit trail.",
         instructions=INSTRUCTIONS,
         version=VERSION,
-        middleware=[middleware],
+        middleware=[middleware, ToolListFilter(gateway)],
         log_level="WARNING",
         subscriptions=False,
     )
     register_tools(server, gateway)
     register_analytics_tools(server, gateway)
     register_report_tools(server, gateway)
+    register_governance_tools(server, gateway)
     register_resources(server, gateway)
     register_prompts(server)
     register_completions(server)

@@ -50,6 +50,9 @@ def principal_from_profile(name: str, profiles: Mapping[str, Any]) -> Principal:
     patient = entry.get("patient")
     if patient is not None and (not isinstance(patient, str) or not patient.removeprefix("Patient/")):
         raise ConfigError(f"[profiles.{name}].patient must be a Patient id")
+    role = entry.get("role")
+    if role is not None and (not isinstance(role, str) or not role):
+        raise ConfigError(f"[profiles.{name}].role must be the name of a role in the policy file")
     scopes = ScopeSet.parse(scope)
     if not scopes.resources:
         raise ConfigError(f"[profiles.{name}].scope grants no SMART resource scope")
@@ -60,6 +63,7 @@ def principal_from_profile(name: str, profiles: Mapping[str, Any]) -> Principal:
         client_id="fhirgate-stdio",
         fhir_user=fhir_user,
         patient=patient.removeprefix("Patient/") if isinstance(patient, str) else None,
+        role=role,
     )
 
 

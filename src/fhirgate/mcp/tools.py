@@ -19,7 +19,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
-from fhirgate.errors import AuditError, FhirgateError
+from fhirgate.errors import AuditError, FhirgateError, RateLimited
 from fhirgate.mcp.audit_hook import current_request
 from fhirgate.mcp.outputs import (
     EverythingOutput,
@@ -71,7 +71,15 @@ def _error(exc: FhirgateError) -> CallToolResult:
         message = "audit-error: the audit log could not record this request, so it was not performed"
     else:
         message = f"{exc.code}: {exc.message}"
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+    meta: dict[str, Any] | None = None
+    if isinstance(exc, RateLimited):
+        wait = exc.retry_after
+        message += f" (retry_after_seconds: {wait:.1f})" if wait is not None else " (retrying will not help)"
+        meta = {"retry_after_seconds": wait}
+    result = CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+    if meta is not None:
+        result.meta = meta  # _meta on the wire (MCP "_meta" result field)
+    return result
 
 
 async def _call(fn: Callable[[], dict[str, Any]]) -> CallToolResult:

@@ -4,13 +4,17 @@ They follow Gateway._run: plan under the caller's policy, run, write one audit r
 outcome (HIPAA 45 CFR 164.312(b)); no audit, no answer. The record of a query keeps a SHA-256 of the
 SQL (never its text: literals may be names), the views it read (as the record's query), the rows
 returned, and the patient its rows were confined to when the caller is confined to one.
+
+Governance narrows the rows further through a RowScope (core.policy.rowscope) that the Gateway passes in:
+each view's rows exclude the patients and labelled resources the scope withholds (analytics.sql.policy),
+and a query's result says what was withheld, with a patient count only when it singles no one out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,6 +22,7 @@ from fhirgate.analytics.sql.catalog import ViewInfo
 from fhirgate.analytics.sql.limits import SqlLimits
 from fhirgate.analytics.sql.policy import ViewGrant, confined_patients, grant_views
 from fhirgate.analytics.sql.sandbox import SqlSandbox
+from fhirgate.core.policy.rowscope import RowScope
 from fhirgate.errors import ConfigError, InvalidInput
 from fhirgate.service.auditing import AuditWriter, Trail, run_audited
 from fhirgate.service.context import RequestContext
@@ -27,6 +32,9 @@ from fhirgate.store.contract import FhirStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOOL = "query_sql"
+# CMS cell size suppression policy (counts of 1 to 10 are not displayed): a count of excluded patients
+# below this could single someone out, so it is reported as "fewer than 11".
+SMALL_CELL = 11
 
 DATES_NOTE = (
     "Dates are FHIR text with the record's UTC offset (2025-03-04T09:30:00-05:00). Compare the local date by "
@@ -92,18 +100,23 @@ class Analytics:
     def _run(self, ctx: RequestContext, st: SqlTrail, body: Callable[[], T]) -> T:
         return run_audited(self.audit, ctx, st.trail, body, reason=st.reason)
 
-    def _grants(self, ctx: RequestContext) -> tuple[dict[str, ViewInfo], dict[str, ViewGrant]]:
+    def grants(
+        self, ctx: RequestContext, scope: RowScope | None = None
+    ) -> tuple[dict[str, ViewInfo], dict[str, ViewGrant]]:
+        """The views that exist and the caller's grant for each, under its scopes and `scope` (governance)."""
         catalog = self.sandbox.catalog()
-        return catalog, grant_views(ctx.principal, catalog)
+        labels = scope.withheld_labels if scope is not None else frozenset()
+        facts = self.sandbox.facts(labels)
+        return catalog, grant_views(ctx.principal, catalog, scope, facts=facts)
 
     # -- use cases -----------------------------------------------------------------------------------
 
-    def list_views(self, ctx: RequestContext) -> dict[str, Any]:
+    def list_views(self, ctx: RequestContext, *, scope: RowScope | None = None) -> dict[str, Any]:
         """Every view, whether the caller may query it (and why not), its grain and columns."""
         st = SqlTrail(Trail("sql.views", arguments={}))
 
         def body() -> dict[str, Any]:
-            catalog, grants = self._grants(ctx)
+            catalog, grants = self.grants(ctx, scope)
             views = [_summary(info, grants[name]) for name, info in catalog.items()]
             return {
                 "views": views,
@@ -115,12 +128,12 @@ class Analytics:
 
         return self._run(ctx, st, body)
 
-    def describe_view(self, ctx: RequestContext, view: str) -> dict[str, Any]:
+    def describe_view(self, ctx: RequestContext, view: str, *, scope: RowScope | None = None) -> dict[str, Any]:
         """One view's columns (types, descriptions) and the row restriction in effect for the caller."""
         st = SqlTrail(Trail("sql.describe", arguments={"view": view}))
 
         def body() -> dict[str, Any]:
-            catalog, grants = self._grants(ctx)
+            catalog, grants = self.grants(ctx, scope)
             if not isinstance(view, str) or view not in catalog:
                 raise InvalidInput("view", "unknown view", ", ".join(sorted(catalog)) or "no views are materialized")
             info, grant = catalog[view], grants[view]
@@ -135,7 +148,13 @@ class Analytics:
         return self._run(ctx, st, body)
 
     def query_sql(
-        self, ctx: RequestContext, sql: str, *, max_rows: int | None = None, cursor: str | None = None
+        self,
+        ctx: RequestContext,
+        sql: str,
+        *,
+        max_rows: int | None = None,
+        cursor: str | None = None,
+        scope: RowScope | None = None,
     ) -> dict[str, Any]:
         """One page of one SELECT's result over the caller's views; next pages by cursor with the same SQL."""
         limits = self.sandbox.limits
@@ -148,7 +167,7 @@ class Analytics:
             rows_wanted = limits.check_rows(rows_arg)
             bound = {"sql": checked, "max_rows": rows_wanted}
             offset = self.pager.offset(ctx.principal, TOOL, bound, cursor)
-            _, grants = self._grants(ctx)
+            catalog, grants = self.grants(ctx, scope)
             touched: set[str] = set()
             try:
                 page = self.sandbox.query(grants, checked, offset=offset, max_rows=rows_wanted, touched=touched)
@@ -159,7 +178,7 @@ class Analytics:
             st.rows = len(page.rows)
             next_cursor = self.pager.next_cursor(ctx.principal, TOOL, bound, page.next_offset)
             restricted = sorted({g.patient for n, g in grants.items() if n in page.views and g.patient})
-            return {
+            out: dict[str, Any] = {
                 "columns": page.columns,
                 "rows": page.rows,
                 "views": list(page.views),
@@ -176,6 +195,10 @@ class Analytics:
                     else None,
                 },
             }
+            held = withheld(scope, catalog, page.views)
+            if held is not None:
+                out["withheld"] = held
+            return out
 
         return self._run(ctx, st, body)
 
@@ -196,6 +219,32 @@ def _summary(info: ViewInfo, grant: ViewGrant) -> dict[str, Any]:
 def _restriction(grant: ViewGrant) -> dict[str, Any]:
     if not grant.allowed or grant.rows is None:
         return {"kind": "unavailable", "detail": grant.detail, "patient": None}
-    if grant.rows.patient is None:
-        return {"kind": "none", "detail": grant.rows.describe(), "patient": None}
-    return {"kind": "patient", "detail": grant.rows.describe(), "patient": grant.rows.patient}
+    if grant.rows.patient is not None:
+        return {"kind": "patient", "detail": grant.rows.describe(), "patient": grant.rows.patient}
+    kind = "governed" if grant.rows.governed else "none"
+    return {"kind": kind, "detail": grant.rows.describe(), "patient": None}
+
+
+def withheld(scope: RowScope | None, catalog: Mapping[str, ViewInfo], views: Iterable[str]) -> dict[str, Any] | None:
+    """What governance withheld from a result over `views` (None when the scope restricts nothing).
+
+    The count of patients excluded by consent or opt-out is shown only from 11 up (CMS cell size
+    suppression policy: 1 to 10 could single someone out); care-team limits are described, not counted.
+    """
+    if scope is None or scope.unrestricted:
+        return None
+    types = {t for v in views if v in catalog for t in (catalog[v].resource_type, *catalog[v].also_reads)}
+    patients = frozenset[str]().union(*(scope.excluded_for(t) for t in types)) if types else scope.excluded_patients
+    count: int | str = len(patients) if len(patients) == 0 or len(patients) >= SMALL_CELL else "fewer than 11"
+    notes = []
+    if scope.only_patients is not None:
+        notes.append("Only the rows of patients you have a care relationship with are included.")
+    if patients:
+        notes.append(
+            "Rows of patients who opted out of AI access, or whose consent denies you this data, are left out "
+            "of every view and count."
+        )
+    if scope.withheld_labels:
+        notes.append(f"Resources labelled {', '.join(sorted(scope.withheld_labels))} are withheld and not counted.")
+    notes.append("Patient counts of 1 to 10 are shown as 'fewer than 11' (CMS cell size suppression policy).")
+    return {"patients_excluded": count, "labels": sorted(scope.withheld_labels), "note": " ".join(notes)}

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from fhirgate.audit.record import AuditRecord
-from fhirgate.errors import AccessDenied, AuditError, FhirgateError, InternalError, InvalidInput, NotFound
+from fhirgate.errors import (
+    AccessDenied,
+    AuditError,
+    FhirgateError,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+)
 from fhirgate.service.context import RequestContext
 
 log = logging.getLogger(__name__)
@@ -89,6 +97,9 @@ class AuditWriter:
                 reason=reason,
                 latency_ms=ctx.elapsed_ms(),
                 client_address=ctx.client_address,
+                role=ctx.role,
+                purpose=ctx.purpose,
+                break_glass=ctx.break_glass,
             )
             with self._lock:
                 self._sink.append(record)
@@ -153,6 +164,8 @@ def classify(exc: FhirgateError, trail: Trail) -> tuple[str, str | None]:
         return ("denied", trail.masked_denial) if trail.masked_denial else ("not-found", None)
     if isinstance(exc, AccessDenied):
         return "denied", exc.reason
+    if isinstance(exc, RateLimited):
+        return "denied", "rate_limited"
     if isinstance(exc, InvalidInput):
         return "invalid", f"invalid.{exc.param}"[:120]
     return "error", exc.code

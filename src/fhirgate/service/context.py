@@ -29,6 +29,10 @@ class RequestContext:
     client_address: str | None = None
     audited: bool = False
     started: float = field(default_factory=time.perf_counter)
+    # Set by the service once governance has placed the principal (for the audit record).
+    role: str | None = None
+    purpose: str | None = None
+    break_glass: bool = False
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request started."""

@@ -10,15 +10,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from fhirgate.audit.disclosures import accounting
+from fhirgate.audit.log import AuditLog
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
 from fhirgate.core.policy.access import plan_access
+from fhirgate.core.policy.principal import Principal
+from fhirgate.core.policy.rowscope import RowScope
+from fhirgate.core.policy.rules import KNOWN_TOOLS
+from fhirgate.errors import AccessDenied, FhirgateError, StoreError
+from fhirgate.policy_loader import load_policy
 from fhirgate.service import patients, records, resources
 from fhirgate.service.analytics import Analytics
-from fhirgate.service.auditing import AuditSink, AuditWriter, Trail, run_audited
+from fhirgate.service.auditing import AuditSink, AuditWriter, Trail, classify, run_audited
 from fhirgate.service.context import RequestContext
 from fhirgate.service.cursor import CursorCodec
+from fhirgate.service.governance import Governance, Standing
 from fhirgate.service.guard import Guard
 from fhirgate.service.paging import Pager
 from fhirgate.service.resources import Services
@@ -26,15 +35,21 @@ from fhirgate.store.contract import FhirStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Tools whose output a de-identified role may receive (aggregates and view metadata; see docs/policy.md).
+DEIDENTIFIED_TOOLS = frozenset({"whoami", "list_views", "describe_view", "lookup_code"})
 
 
 class Gateway:
     """The service layer: one method per use case, each audited exactly once."""
 
-    def __init__(self, store: FhirStore, audit: AuditSink, cursor_secret: bytes) -> None:
+    def __init__(
+        self, store: FhirStore, audit: AuditSink, cursor_secret: bytes, *, governance: Governance | None = None
+    ) -> None:
+        """`governance` applies a policy file; by default the shipped default policy (docs/policy.md)."""
         self.store = store
         self._sink = audit
         self.audit = AuditWriter(audit)
+        self.governance = governance or Governance(load_policy(None), store)
         self._env = Services(store, Pager(CursorCodec(cursor_secret)))
         self._analytics: Analytics | None = None
         self._analytics_lock = threading.Lock()
@@ -45,9 +60,10 @@ class Gateway:
         return self._sink
 
     def close(self) -> None:
-        """Release the store, the SQL sandbox and the audit log."""
+        """Release the store, the SQL sandbox, the rate-limit store and the audit log."""
         if self._analytics is not None:
             self._analytics.close()
+        self.governance.close()
         self.store.close()
         close = getattr(self._sink, "close", None)
         if callable(close):
@@ -55,9 +71,54 @@ class Gateway:
 
     # -- the one audited execution path -----------------------------------------------------------
 
-    def _run(self, ctx: RequestContext, trail: Trail, body: Callable[[Guard], T]) -> T:
-        guard = Guard(ctx.principal)
-        return run_audited(self.audit, ctx, trail, lambda: body(guard))
+    def _standing(self, ctx: RequestContext, tool: str) -> Standing:
+        """Place the principal under the policy for one call of `tool`; AccessDenied says why not."""
+        standing = self.governance.standing(ctx.principal)
+        ctx.role, ctx.purpose, ctx.break_glass = standing.role.name, standing.purpose, standing.break_glass
+        allowed = standing.role.allows_tool(tool)
+        if not allowed.allowed:
+            raise AccessDenied(allowed.detail, reason=allowed.reason)
+        if standing.role.deidentify and tool not in DEIDENTIFIED_TOOLS:
+            raise AccessDenied(
+                f"Role {standing.role.name} receives de-identified data only, and {tool} returns identified "
+                f"records; use one of: {', '.join(sorted(DEIDENTIFIED_TOOLS))}.",
+                reason="deid.tool_not_deidentified",
+            )
+        self.governance.charge(ctx.principal, standing.role, tool)
+        return standing
+
+    def _run(self, ctx: RequestContext, trail: Trail, body: Callable[[Guard], T], tool: str) -> T:
+        def governed() -> T:
+            return body(Guard(ctx.principal, self._standing(ctx, tool)))
+
+        return run_audited(self.audit, ctx, trail, governed)
+
+    def visible_tools(self, principal: Principal) -> frozenset[str] | None:
+        """The tools the principal's role may call (None: every tool, or no role to go by: calls will say why)."""
+        try:
+            role = self.governance.role_of(principal)
+        except AccessDenied:
+            return None
+        allowed = role.tools
+        if role.deidentify:
+            allowed = (allowed or DEIDENTIFIED_TOOLS) & DEIDENTIFIED_TOOLS
+        if not role.break_glass:
+            allowed = (KNOWN_TOOLS if allowed is None else allowed) - {"break_glass"}
+        return allowed
+
+    def _scope(self, guard: Guard) -> RowScope | None:
+        """The row scope of the guard's standing (None without one)."""
+        return self.governance.row_scope(guard.standing) if guard.standing is not None else None
+
+    def _admit(self, ctx: RequestContext, tool: str, interaction: str) -> Standing:
+        """The standing for a use case that writes its own audit record; a refusal is audited here."""
+        try:
+            return self._standing(ctx, tool)
+        except FhirgateError as exc:
+            trail = Trail(interaction, arguments={})
+            outcome, why = classify(exc, trail)
+            self.audit.write_trail(ctx, trail, outcome=outcome, reason=why)
+            raise
 
     # -- use cases --------------------------------------------------------------------------------
 
@@ -90,10 +151,11 @@ class Gateway:
                 "patient": p.patient,
                 "scopes": list(p.scopes.tokens),
                 "rejected_scopes": [{"scope": s, "reason": r} for s, r in p.scopes.rejected],
-                "access": access,
+                "access": [a for a in access if guard.may(a["type"], "r") or guard.may(a["type"], "s")],
+                "governance": guard.standing.describe() if guard.standing is not None else None,
             }
 
-        return self._run(ctx, trail, body)
+        return self._run(ctx, trail, body, "whoami")
 
     def find_patients(
         self,
@@ -113,12 +175,18 @@ class Gateway:
             lambda g: patients.find_patients(
                 self._env, g, trail, filters=given, active=active, count=count, cursor=cursor
             ),
+            "find_patients",
         )
 
     def patient_summary(self, ctx: RequestContext, patient_id: str) -> dict[str, Any]:
         """A bounded clinical summary of one patient."""
         trail = Trail("summary", arguments={"patient_id": patient_id})
-        return self._run(ctx, trail, lambda g: patients.patient_summary(self._env, g, trail, patient_id=patient_id))
+        return self._run(
+            ctx,
+            trail,
+            lambda g: patients.patient_summary(self._env, g, trail, patient_id=patient_id),
+            "patient_summary",
+        )
 
     def search_resources(
         self,
@@ -158,6 +226,7 @@ class Gateway:
                 elements=elements,
                 summary=summary,
             ),
+            "search_resources",
         )
 
     def read_resource(
@@ -169,6 +238,7 @@ class Gateway:
             ctx,
             trail,
             lambda g: resources.read_resource(self._env, g, trail, resource_type=resource_type, id=id, fmt=format),
+            "read_resource",
         )
 
     def patient_everything(
@@ -206,6 +276,7 @@ class Gateway:
                 cursor=cursor,
                 fmt=format,
             ),
+            "patient_everything",
         )
 
     def grep_record(
@@ -234,6 +305,7 @@ class Gateway:
                 types=types,
                 max_hits=max_hits,
             ),
+            "grep_record",
         )
 
     # -- SQL analytics over the practice views (fhirgate.service.analytics) -------------------------
@@ -248,17 +320,62 @@ class Gateway:
 
     def list_views(self, ctx: RequestContext) -> dict[str, Any]:
         """The views the caller may query with SQL, and why others are not available."""
-        return self.analytics.list_views(ctx)
+        standing = self._admit(ctx, "list_views", "views")
+        return self.analytics.list_views(ctx, scope=self.governance.row_scope(standing))
 
     def describe_view(self, ctx: RequestContext, view: str) -> dict[str, Any]:
         """One view's columns and the row restriction in effect for the caller."""
-        return self.analytics.describe_view(ctx, view)
+        standing = self._admit(ctx, "describe_view", "views")
+        return self.analytics.describe_view(ctx, view, scope=self.governance.row_scope(standing))
 
     def query_sql(
         self, ctx: RequestContext, sql: str, *, max_rows: int | None = None, cursor: str | None = None
     ) -> dict[str, Any]:
         """One page of one read-only SELECT over the caller's views."""
-        return self.analytics.query_sql(ctx, sql, max_rows=max_rows, cursor=cursor)
+        standing = self._admit(ctx, "query_sql", "sql")
+        scope = self.governance.row_scope(standing)
+        return self.analytics.query_sql(ctx, sql, max_rows=max_rows, cursor=cursor, scope=scope)
+
+    # -- governance -------------------------------------------------------------------------------
+
+    def break_glass(self, ctx: RequestContext, reason: str) -> dict[str, Any]:
+        """Open emergency access for the principal's role's bounded time; the grant and its use are audited."""
+        trail = Trail("break-glass", arguments={"reason": reason})
+
+        def body(guard: Guard) -> dict[str, Any]:
+            role, until = self.governance.break_glass(ctx.principal, reason)
+            ctx.break_glass = True
+            expires = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            return {
+                "break_glass": True,
+                "role": role.name,
+                "expires": expires,
+                "opens": {
+                    "care_team": role.access == "care-team",
+                    "sensitive_labels": sorted(role.break_glass_sensitive),
+                },
+                "still_applies": "Consent (opt-outs and deny provisions), your scopes and your role's types.",
+                "note": "Every request until it expires is flagged break-glass in the audit log (purpose BTG) for "
+                "review by the practice's privacy officer.",
+            }
+
+        return self._run(ctx, trail, body, "break_glass")
+
+    def audit_disclosures(
+        self, ctx: RequestContext, patient_id: str, *, since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """The accounting of disclosures of one patient's data (45 CFR 164.528), from the audit log."""
+        trail = Trail("disclosures", arguments={"patient_id": patient_id, "since": since, "until": until})
+
+        def body(guard: Guard) -> dict[str, Any]:
+            resources.check_id(patient_id, "patient_id")
+            if not isinstance(self._sink, AuditLog):
+                raise StoreError("the accounting of disclosures needs this server's audit log")
+            trail.patients = [patient_id]
+            trail.resource_type = "Patient"
+            return accounting(self._sink, patient_id, since, until)
+
+        return self._run(ctx, trail, body, "audit_disclosures")
 
     def run_report(
         self, ctx: RequestContext, name: str, params: Mapping[str, Any] | None = None, *, today: Any = None
@@ -268,5 +385,10 @@ class Gateway:
 
         trail = Trail("report", arguments=reports.audit_arguments(name, params))
         return self._run(
-            ctx, trail, lambda g: reports.run_report(self.analytics, g.principal, trail, name, params, today=today)
+            ctx,
+            trail,
+            lambda g: reports.run_report(
+                self.analytics, g.principal, trail, name, params, today=today, scope=self._scope(g)
+            ),
+            "run_report",
         )

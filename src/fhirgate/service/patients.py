@@ -76,8 +76,9 @@ def find_patients(
     filtered = withheld > 0 or not guard.plan("Patient", "s").unconstrained
     next_cursor = env.pager.next_cursor(guard.principal, "find_patients", arguments, page.next_offset)
     return {
-        "patients": [patient_card(a.stored.body) for a in matches],
+        "patients": [patient_card(guard.project(a.stored).body) for a in matches],
         "page": page_info(len(matches), None if filtered else page.total, next_cursor),
+        **guard.notes(),
     }
 
 
@@ -160,7 +161,7 @@ def _section(env: Services, guard: Guard, trail: Trail, patient_id: str, spec: S
     for item in shown:
         trail.touch(item.ref, item.patients)
     return {
-        "items": [fact(a.stored.body) for a in shown],
+        "items": [fact(guard.project(a.stored).body) for a in shown],
         "total": total,
         "omitted": max(0, total - len(shown)),
     }
@@ -179,7 +180,7 @@ def patient_summary(env: Services, guard: Guard, trail: Trail, *, patient_id: st
             continue
         sections[spec.key] = _section(env, guard, trail, patient_id, spec)
     return {
-        "patient": shape(patient.stored, "compact"),
+        "patient": shape(guard.project(patient.stored), "compact"),
         "as_of": today,
         "sections": sections,
         "withheld_sections": withheld,
@@ -187,4 +188,5 @@ def patient_summary(env: Services, guard: Guard, trail: Trail, *, patient_id: st
         "bounded: 'total' counts matching records, 'omitted' those not shown (older values per code, or beyond "
         "the limit). Use read_resource with an item's ref for the full record, search_resources or "
         "patient_everything for more.",
+        **guard.notes(),
     }

@@ -5,6 +5,11 @@ sandbox's read-only connections, seeing only the view rows the caller's SMART sc
 token sees its one patient). A report whose views the caller may not search is refused up front with the
 scope it needs. Gateway.run_report wraps this body in Gateway._run, so each call writes one audit record
 naming the report, its parameters, the views read, and the patients listed or confined to.
+Under a governance RowScope the views are narrowed the same way as for query_sql; appointment_daily is
+read only when it leaves out exactly the patients the scope excludes (policy.grant_view compares the
+rollup's opt-out set, read per call with one query on the small consent table, with the scope's: trusting
+the definition would be wrong whenever the consent module's finer rules, periods or unreadable Consents
+make the two sets differ), else the report scans the appointment view; the result says what was withheld.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 from fhirgate.analytics.reports.registry import Row, get_report, run
 from fhirgate.analytics.sql.policy import confined_patients, grant_views
 from fhirgate.core.policy.principal import Principal
+from fhirgate.core.policy.rowscope import RowScope
 from fhirgate.errors import AccessDenied, InvalidInput, StoreError
-from fhirgate.service.analytics import Analytics
+from fhirgate.service.analytics import Analytics, withheld
 from fhirgate.service.auditing import Trail
 
 MAX_PARAMS = 20
@@ -44,14 +50,16 @@ def run_report(
     params: Mapping[str, Any] | None,
     *,
     today: dt.date | None = None,
+    scope: RowScope | None = None,
 ) -> dict[str, Any]:
-    """Validate, authorize and run one report for `principal`; fill `trail` with what it read and returned."""
+    """Validate, authorize and run one report for `principal` under `scope`; fill `trail` with what it read."""
     started = time.perf_counter()
     spec = get_report(name)
     if params is not None and not isinstance(params, Mapping):
         raise InvalidInput("params", "must be an object of parameter values", ", ".join(spec.param_names()))
     catalog = analytics.sandbox.catalog()
-    grants = grant_views(principal, catalog)
+    facts = analytics.sandbox.facts(scope.withheld_labels if scope is not None else frozenset())
+    grants = grant_views(principal, catalog, scope, facts=facts)
     missing = [v for v in spec.views if v not in catalog]
     if missing:
         raise StoreError(
@@ -89,7 +97,7 @@ def run_report(
     effective["today"] = day.isoformat()
     if period is not None:
         effective.update(start=period.start.isoformat(), end=period.end.isoformat())
-    return {
+    out: dict[str, Any] = {
         "report": spec.name,
         "title": spec.title,
         "headline": result.headline,
@@ -108,6 +116,11 @@ def run_report(
         "confined_to_patient": confined[0] if len(confined) == 1 else None,
         "elapsed_ms": round((time.perf_counter() - started) * 1000.0, 2),
     }
+    held = withheld(scope, catalog, touched or spec.views)
+    if held is not None:
+        out["withheld"] = held
+        out["definition"]["withheld"] = held["note"]
+    return out
 
 
 def _pages(name: str) -> bool:

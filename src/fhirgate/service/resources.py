@@ -145,9 +145,10 @@ def search_resources(
     return {
         "resource_type": resource_type,
         "format": fmt,
-        "entries": [shape(a.stored, fmt, names, mode) for a in matches],
-        "included": [shape(a.stored, fmt, names, mode) for a in included],
+        "entries": [shape(guard.project(a.stored), fmt, names, mode) for a in matches],
+        "included": [shape(guard.project(a.stored), fmt, names, mode) for a in included],
         "page": page_info(len(matches), None if filtered else page.total, next_cursor),
+        **guard.notes(),
     }
 
 
@@ -169,7 +170,7 @@ def read_resource(
         trail.masked_denial = decision.reason
         raise not_found(resource_type, id)
     trail.touch(stored.ref, patients)
-    return {"ref": stored.ref, "format": fmt, "resource": shape(stored, fmt)}
+    return {"ref": stored.ref, "format": fmt, "resource": shape(guard.project(stored), fmt), **guard.notes()}
 
 
 def not_found(resource_type: str, id: str) -> NotFound:

@@ -160,6 +160,15 @@ class FhirStore(Protocol):
         """Every current resource of a type (bulk export)."""
         ...
 
+    def linked_patients(self, target: str, via: Sequence[tuple[str, str]]) -> frozenset[str]:
+        """Patients whose compartment holds a resource of a `via` type referencing `target` (`Type/id`)
+        through the `via` reference search parameter; a Patient referencing it links itself."""
+        ...
+
+    def fingerprint(self, resource_type: str) -> str:
+        """A value that changes whenever a resource of the type is created, updated or deleted."""
+        ...
+
     def counts(self) -> dict[str, int]:
         """Current resources per type."""
         ...

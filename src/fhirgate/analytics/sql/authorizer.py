@@ -8,7 +8,9 @@ action as its fifth argument. The rules, deny by default:
   core, date/time, math, JSON, aggregate and window functions;
 - reads of a user-facing temp view (`appointment`) the principal was granted;
 - reads of a secret-named inner temp view (`fg_<random>_appointment`) only from its user-facing view;
-- reads of the store's `main.<view table>` only from that table's inner view, never `_rid`.
+- reads of the store's `main.<view table>` only from that table's inner view; its `_rid`, and the
+  `_security` label index (`main.ix_token`, `main.params`), only from an inner view's row filter, which
+  never selects them (policy.RowFilter: withheld labels).
 
 The inner view's name is random per connection and never shown: SQLite reports a CTE's name as the
 fifth argument just as it reports a view's, so a query `WITH appointment AS (SELECT * FROM
@@ -26,6 +28,8 @@ from dataclasses import dataclass, field
 import apsw
 
 RID_COLUMN = "_rid"
+# Store tables an inner view's WHERE may read (withheld-label filter), with the columns it uses.
+_FILTER_TABLES = {"ix_token": frozenset({"rid", "pid", "code"}), "params": frozenset({"pid", "code", "rtype"})}
 _SQLITE_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
 
 # Functions a query may call: SQLite core scalar, aggregate, window, date/time, math and JSON functions
@@ -118,9 +122,11 @@ class ViewAuthorizer:
             return self._deny("table", table)
         if db == "main":
             owner = self.inner.get(via or "")
+            if owner is not None and column in _FILTER_TABLES.get(table, ()):
+                return apsw.SQLITE_OK  # the inner view's label filter; its SELECT list never shows these
             if owner is None or owner != table:
                 return self._deny("table", table)
-            if column == RID_COLUMN or column not in self.views[owner]:
+            if column != RID_COLUMN and column not in self.views[owner]:
                 return self._deny("column", column)
             self.touched.add(owner)
             return apsw.SQLITE_OK

@@ -148,12 +148,16 @@ def builtin_views() -> dict[str, ViewInfo]:
 
 # The per-patient summary maintained with the views (analytics.views.summary): Patient-grained, so a
 # caller confined to one patient sees only that patient's row (patient_id is the Patient's own id).
+# It leaves out resources labelled with analytics.views.summary.LEFT_OUT_LABELS (as appointment_daily does);
+# analytics.sql.policy offers both only when that is what the caller's scope withholds.
 ACTIVITY = ViewInfo(
     name="patient_activity",
     title="Patient activity summary",
     grain=(
         "One row per patient with any appointment, claim line or invoice line: first and latest fulfilled "
-        "appointment start, latest appointment start or created date (any status), lifetime billed amount."
+        "appointment start, latest appointment start or created date (any status), lifetime billed amount. "
+        "Appointments, claims and invoices carrying a sensitive security label (R V ETH PSY HIV STD SDV SEX BH "
+        "GDIS 42CFRPart2) are left out; offered only when exactly those present are withheld from you."
     ),
     resource_type="Patient",
     columns=(
@@ -181,7 +185,9 @@ DAILY = ViewInfo(
     grain=(
         "One row per local start day, dimension, status and key: dim 'practitioner' (key practitioner_id), "
         "'service' (key service_code, label the service name), 'hour' (key the start hour '09'), 'reason' "
-        "(key cancel_reason, cancelled only); n appointments and their summed minutes."
+        "(key cancel_reason, cancelled only); n appointments and their summed minutes. Appointments of "
+        "patients who opted out of AI access, and appointments carrying a sensitive security label (R V ETH PSY "
+        "HIV STD SDV SEX BH GDIS 42CFRPart2), are left out; offered only when that matches what is withheld from you."
     ),
     resource_type="Appointment",
     columns=(

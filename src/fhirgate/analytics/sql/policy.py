@@ -9,45 +9,164 @@ SMART App Launch 2.x "Scopes for requesting clinical data"). Rows are then narro
   matching a patient-compartment search of Practitioner, which returns nothing);
 - grant narrowed by SMART v2 constraints (`?category=...`): the view is not offered, since a view row
   cannot be tested against a search-parameter constraint; search_resources honours such scopes.
+
+Governance then narrows the rows further when a RowScope is given (core.policy.rowscope): rows of
+patients outside `only_patients` or excluded for the view's resource types go (by the patient column;
+the id for Patient-grained views), and resources carrying a withheld security label go (by the hidden
+`_rid`, against the store's `_security` token index). A view of patient data with no patient column is
+then not offered (`governance.not_in_view`); views of types outside every Patient compartment (FHIR R4
+CompartmentDefinition/patient: Practitioner, Organization, Location...) hold no patient's rows and keep
+them. The derived tables have no `_rid`: they are offered only when what they summarize matches the
+scope (StoreFacts): patient_activity is filtered by patient, appointment_daily (no patient column) only
+when the scope excludes exactly the opted-out patients the rollup already leaves out. Both leave out
+every resource carrying a label in LEFT_OUT_LABELS (the default sensitive set; analytics.views.summary),
+so a derived table is offered only when, among the label codes present on the resource types it
+summarizes, those it leaves out are exactly those withheld from the caller:
+    present & LEFT_OUT_LABELS == present & scope.withheld_labels
+(`governance.labels_in_summary` otherwise: a caller who may see a present sensitive label, or from whom
+a label outside that set is withheld, reads the views instead). Unknown facts (no StoreFacts, a derived
+table of an older version, presence not looked up for every code needed) fail closed. Ids and label
+codes are validated before they are inlined into SQL.
 """
+
+# ruff: noqa: S608 - only validated FHIR ids, label codes and type names are inlined into SQL.
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from fhirgate.analytics.sql.catalog import ViewInfo
+from fhirgate.analytics.sql.catalog import ACTIVITY, DAILY, ViewInfo
+from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
+from fhirgate.core.fhir.definitions import compartment_params
 from fhirgate.core.policy.access import plan_access
 from fhirgate.core.policy.principal import Principal
-from fhirgate.errors import InvalidInput
+from fhirgate.core.policy.rowscope import RowScope
+from fhirgate.errors import FhirgateError, InvalidInput
 
 # FHIR R4 §2.24.0.1 "id": the only shape of patient id ever inlined into SQL.
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# The only shape of security label code ever inlined into SQL (v3 codes: R, PSY, 42CFRPart2, ...).
+LABEL_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _PATIENT_KEY = "getReferenceKey(Patient)"
 _RESOURCE_KEY = ("getResourceKey()", "id")
+# Derived tables (no `_rid`): a withheld label cannot be filtered out of their rows; they leave
+# LEFT_OUT_LABELS out when built, and are offered only when that matches the caller (see the docstring).
+DERIVED = frozenset({ACTIVITY.name, DAILY.name})
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What the derived tables hold, read from the store per call, that a RowScope is checked against.
+
+    `rollup_optouts`: the patients appointment_daily leaves out (None: unknown). `labels`: per resource
+    type a derived table summarizes, the label codes among `looked_up` that some resource of it carries.
+    `looked_up`: the codes whose presence was checked (LEFT_OUT_LABELS and the caller's withheld labels).
+    `current`: the derived tables that exist at the current version (leaving LEFT_OUT_LABELS out).
+    """
+
+    rollup_optouts: frozenset[str] | None = None
+    labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    looked_up: frozenset[str] = frozenset()
+    current: frozenset[str] = frozenset()
+
+    def present(self, types: Iterable[str]) -> frozenset[str]:
+        """The label codes (of those looked up) carried by some resource of any of `types`."""
+        return frozenset[str]().union(*(self.labels.get(t, frozenset()) for t in types))
+
+
+def summarized_types(info: ViewInfo) -> tuple[str, ...]:
+    """The resource types whose resources a derived table summarizes (and so whose labels it must leave out)."""
+    return info.also_reads or (info.resource_type,)
+
+
+# The resource types the derived tables summarize, whose labels StoreFacts looks up.
+DERIVED_TYPES = frozenset(t for info in (ACTIVITY, DAILY) for t in summarized_types(info))
+
+
+def _sql_ids(ids: frozenset[str], param: str) -> str:
+    """A SQL list of validated FHIR ids, sorted (so equal sets give equal SQL and signatures)."""
+    for value in ids:
+        if not FHIR_ID.fullmatch(value):  # checked when built; re-checked before inlining
+            raise InvalidInput(param, "not a FHIR id", "[A-Za-z0-9-.]{1,64}")
+    return ", ".join(f"'{v}'" for v in sorted(ids))
+
+
+def _sql_labels(labels: frozenset[str]) -> str:
+    for value in labels:
+        if not LABEL_CODE.fullmatch(value):
+            raise InvalidInput("withheld_labels", "not a security label code", "[A-Za-z0-9._-]{1,64}")
+    return ", ".join(f"'{v}'" for v in sorted(labels))
 
 
 @dataclass(frozen=True, slots=True)
 class RowFilter:
-    """The rows of a view a principal sees: all (`column` None) or those whose `column` equals `patient`."""
+    """The rows of a view a principal sees: all, or those passing each condition present.
+
+    `patient`: the patient column equals this one patient (compartment-confined scopes);
+    `only`: the patient column is one of these (care team); `excluded`: it is not one of these (NULL
+    kept: such a row is no patient's); `labels`: resources of `rtype` carrying these `meta.security`
+    codes are left out by `_rid`. `optouts` (a count) and `note` only serve describe().
+    """
 
     column: str | None = None
     patient: str | None = None
+    only: frozenset[str] | None = None
+    excluded: frozenset[str] = frozenset()
+    labels: frozenset[str] = frozenset()
+    rtype: str | None = None
+    optouts: int = 0
+    note: str = ""
 
     def where(self) -> str:
-        """The SQL WHERE condition of the filter ('' for all rows); the id is a validated FHIR id."""
-        if self.column is None or self.patient is None:
-            return ""
-        if not FHIR_ID.fullmatch(self.patient):  # checked when built; re-checked before inlining
-            raise InvalidInput("patient", "not a FHIR id", "[A-Za-z0-9-.]{1,64}")
-        return f"\"{self.column}\" = '{self.patient}'"
+        """The SQL WHERE condition of the filter ('' for all rows); ids and codes are validated first."""
+        parts: list[str] = []
+        col = f'"{self.column}"' if self.column is not None else None
+        if col is not None and self.patient is not None:
+            if not FHIR_ID.fullmatch(self.patient):  # checked when built; re-checked before inlining
+                raise InvalidInput("patient", "not a FHIR id", "[A-Za-z0-9-.]{1,64}")
+            parts.append(f"{col} = '{self.patient}'")
+        if (self.only is not None or self.excluded) and col is None:
+            raise InvalidInput("scope", "patients restricted on a view without a patient column")
+        if self.only is not None:
+            parts.append(f"{col} IN ({_sql_ids(self.only, 'only_patients')})")
+        if self.excluded:
+            parts.append(f"({col} IS NULL OR {col} NOT IN ({_sql_ids(self.excluded, 'excluded_patients')}))")
+        if self.labels:
+            if self.rtype is None or not _TYPE_NAME.fullmatch(self.rtype):
+                raise InvalidInput("rtype", "not a resource type name", "e.g. Appointment")
+            parts.append(
+                '"_rid" NOT IN (SELECT t.rid FROM main.ix_token t WHERE t.pid IN (SELECT pid FROM main.params '
+                f"WHERE code = '_security' AND rtype = '{self.rtype}') AND t.code IN ({_sql_labels(self.labels)}))"
+            )
+        return " AND ".join(parts)
 
     def describe(self) -> str:
-        """The restriction in words, for describe_view."""
-        if self.column is None:
-            return "none: every row of the practice"
-        return f"only rows where {self.column} = '{self.patient}' (your access is confined to Patient/{self.patient})"
+        """The restriction in words, for describe_view (counts, never patient ids)."""
+        parts: list[str] = []
+        if self.column is not None and self.patient is not None:
+            parts.append(
+                f"only rows where {self.column} = '{self.patient}' (your access is confined to Patient/{self.patient})"
+            )
+        if self.only is not None:
+            parts.append(f"only rows of the {len(self.only)} patients you have a care relationship with")
+        if self.optouts:
+            parts.append(f"rows of {self.optouts} patients who opted out of AI access are excluded")
+        if len(self.excluded) > self.optouts:
+            others = len(self.excluded) - self.optouts
+            parts.append(f"rows of {others} patients whose consent denies you this data are excluded")
+        if self.labels:
+            parts.append(f"resources labelled {', '.join(sorted(self.labels))} are withheld")
+        if self.note:
+            parts.append(self.note)
+        return "; ".join(parts) if parts else "none: every row of the practice"
+
+    @property
+    def governed(self) -> bool:
+        """Whether governance (not only the SMART scope) restricts these rows."""
+        return self.only is not None or bool(self.excluded or self.labels or self.note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +199,8 @@ def _patient_column(info: ViewInfo) -> str | None:
     return None
 
 
-def grant_view(principal: Principal, info: ViewInfo) -> ViewGrant:
-    """Decide whether `principal` may query `info`, and which rows."""
+def _scope_grant(principal: Principal, info: ViewInfo) -> ViewGrant:
+    """Decide from the SMART scopes alone whether `principal` may query `info`, and which rows."""
     try:
         plan = plan_access(principal, info.resource_type, "s")
     except InvalidInput:
@@ -121,9 +240,129 @@ def grant_view(principal: Principal, info: ViewInfo) -> ViewGrant:
     return ViewGrant(info.name, True, "scope.granted", detail, plan.decision.scope, RowFilter(column, patient))
 
 
-def grant_views(principal: Principal, catalog: Mapping[str, ViewInfo]) -> dict[str, ViewGrant]:
+def grant_view(
+    principal: Principal, info: ViewInfo, scope: RowScope | None = None, *, facts: StoreFacts | None = None
+) -> ViewGrant:
+    """Decide whether `principal` may query `info`, and which rows, under its scopes and `scope` (governance).
+
+    `facts` (what the derived tables hold now) decides whether a derived table fits the scope; without
+    them a derived table is not offered under a scope that restricts anything. With neither, the SMART
+    scopes alone decide (the behaviour before governance).
+    """
+    grant = _scope_grant(principal, info)
+    if (scope is None and facts is None) or not grant.allowed or grant.rows is None:
+        return grant  # no governance and nothing known of the derived tables: the scopes alone decide
+    # Without a scope every patient is visible: the rollup is offered only while it leaves nobody out.
+    return _govern(grant, info, scope or RowScope(), facts or StoreFacts())
+
+
+def _refuse(info: ViewInfo, reason: str, detail: str) -> ViewGrant:
+    return ViewGrant(info.name, False, reason, detail, None)
+
+
+def _patient_free(info: ViewInfo) -> bool:
+    """Whether the view's rows are no patient's: a type outside every Patient compartment (FHIR R4 §3.2.0)."""
+    if info.resource_type == "Patient" or info.also_reads:
+        return False
+    try:
+        return not compartment_params(info.resource_type)
+    except FhirgateError:
+        return False
+
+
+def _govern(grant: ViewGrant, info: ViewInfo, scope: RowScope, facts: StoreFacts) -> ViewGrant:
+    """Narrow an allowed grant by the RowScope (fail closed where the view cannot express it)."""
+    rows = grant.rows
+    assert rows is not None
+    types = (info.resource_type, *info.also_reads)
+    excluded = frozenset[str]().union(*(scope.excluded_for(t) for t in types))
+    only, labels = scope.only_patients, scope.withheld_labels
+    ids = excluded | (only or frozenset())
+    if not all(FHIR_ID.fullmatch(p) for p in ids) or not all(LABEL_CODE.fullmatch(c) for c in labels):
+        return _refuse(info, "governance.invalid_scope", "Your row scope names an invalid patient id or label.")
+    optouts = len(excluded & scope.optout_patients)
+    left_out = ""
+    if info.name in DERIVED:
+        refused = _labels_refusal(info, labels, facts)
+        if isinstance(refused, ViewGrant):
+            return refused
+        left_out = refused
+    if info.name == DAILY.name:
+        fits = only is None and facts.rollup_optouts is not None and excluded == scope.optout_patients
+        if not (fits and excluded == facts.rollup_optouts):
+            detail = (
+                f"View {info.name} has no patient column and the patients it leaves out (opted-out patients) are "
+                "not exactly the patients excluded for you; query the appointment view instead."
+            )
+            return _refuse(info, "governance.not_in_view", detail)
+        note = "appointments of patients who opted out of AI access are left out of this rollup" if excluded else ""
+        governed = RowFilter(optouts=optouts, note="; ".join(n for n in (note, left_out) if n))
+        return ViewGrant(
+            info.name, True, grant.reason, f"{grant.detail} {governed.describe()}.", grant.required_scope, governed
+        )
+    column = rows.column or _patient_column(info)
+    if (only is not None or excluded) and column is None:
+        if not _patient_free(info):
+            detail = (
+                f"Your access excludes some patients' rows and view {info.name} has no patient column to exclude "
+                "them by, so it is not offered."
+            )
+            return _refuse(info, "governance.not_in_view", detail)
+        only, excluded, optouts = None, frozenset(), 0
+    governed = RowFilter(
+        column=column,
+        patient=rows.patient,
+        only=only,
+        excluded=excluded,
+        labels=labels if info.name not in DERIVED else frozenset(),
+        rtype=info.resource_type,
+        optouts=optouts,
+        note=left_out,
+    )
+    if not governed.governed:
+        return grant
+    return ViewGrant(
+        info.name, True, grant.reason, f"{grant.detail} {governed.describe()}.", grant.required_scope, governed
+    )
+
+
+def _labels_refusal(info: ViewInfo, withheld: frozenset[str], facts: StoreFacts) -> ViewGrant | str:
+    """The refusal of derived table `info` when the labels it leaves out differ from those `withheld`, else
+    the note saying what it leaves out ('' when none of those labels is present)."""
+    if info.name not in facts.current:
+        detail = f"View {info.name} is not at its current version in this store; query the underlying views instead."
+        return _refuse(info, "governance.summary_outdated", detail)
+    if not (LEFT_OUT_LABELS | withheld) <= facts.looked_up:
+        detail = f"Which security labels view {info.name} summarizes is not known; query the underlying views instead."
+        return _refuse(info, "governance.labels_in_summary", detail)
+    types = summarized_types(info)
+    present = facts.present(types)
+    dropped, hidden = present & LEFT_OUT_LABELS, present & withheld
+    if dropped != hidden:
+        parts = []
+        if dropped - hidden:
+            parts.append(f"it leaves out resources labelled {', '.join(sorted(dropped - hidden))}, which you may see")
+        if hidden - dropped:
+            parts.append(f"it keeps resources labelled {', '.join(sorted(hidden - dropped))}, withheld from you")
+        detail = (
+            f"View {info.name} summarizes {', '.join(types)} resources and {'; '.join(parts)}; "
+            "query the underlying views instead."
+        )
+        return _refuse(info, "governance.labels_in_summary", detail)
+    if not dropped:
+        return ""
+    return f"resources labelled {', '.join(sorted(dropped))} are left out of this summary (withheld from you)"
+
+
+def grant_views(
+    principal: Principal,
+    catalog: Mapping[str, ViewInfo],
+    scope: RowScope | None = None,
+    *,
+    facts: StoreFacts | None = None,
+) -> dict[str, ViewGrant]:
     """The decision for every view in the catalog, by view name."""
-    return {name: grant_view(principal, info) for name, info in catalog.items()}
+    return {name: grant_view(principal, info, scope, facts=facts) for name, info in catalog.items()}
 
 
 def confined_patients(grants: Mapping[str, ViewGrant], views: set[str] | frozenset[str]) -> list[str]:

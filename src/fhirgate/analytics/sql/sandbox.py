@@ -4,13 +4,15 @@ Each connection opens the store file with SQLITE_OPEN_READONLY, has load_extensi
 strings off, defensive mode on, ATTACH limited to zero databases and value sizes bounded. Per call, under
 the caller's grants, it holds TEMP views named like the view tables (`appointment`), each reading a
 secret-named inner temp view that selects the table's columns (not `_rid`) from `main.<table>`,
-filtered to the caller's patient when confined to one. Then, with `PRAGMA query_only=ON` and the
-ViewAuthorizer installed, exactly one statement is compiled (SQLITE_PREPARE_NO_VTAB) and run under a
-progress-handler deadline; rows are read up to the page bound. The views are rebuilt only when the
-grants or the store's schema change, so repeated calls by similar callers pay nothing for them.
+filtered by the grant's row filter (one patient, a care team, consent exclusions, withheld labels).
+Then, with `PRAGMA query_only=ON` and the ViewAuthorizer installed, exactly one statement is compiled
+(SQLITE_PREPARE_NO_VTAB) and run under a progress-handler deadline; rows are read up to the page bound.
+The views are rebuilt only when the grants or the store's schema change, so repeated calls by similar
+callers pay nothing for them.
 """
 
-# ruff: noqa: S608 - identifiers in DDL are validated names (_NAME, _COLUMN); the one value is a validated FHIR id.
+
+# ruff: noqa: S608 - identifiers in DDL are validated names (_NAME, _COLUMN); values are validated ids and codes.
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from fhirgate.analytics.sql.authorizer import RID_COLUMN, ViewAuthorizer
 from fhirgate.analytics.sql.catalog import ViewInfo, builtin_views, view_from_definition
 from fhirgate.analytics.sql.diagnostics import Explainer
 from fhirgate.analytics.sql.limits import SqlLimits
-from fhirgate.analytics.sql.policy import ViewGrant
+from fhirgate.analytics.sql.policy import DERIVED_TYPES, LABEL_CODE, StoreFacts, ViewGrant
+from fhirgate.analytics.views import rollup, summary
+from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
 from fhirgate.database import open_sqlite
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
 
@@ -183,6 +187,39 @@ class SqlSandbox:
         except apsw.Error as exc:
             raise StoreError(f"the view database could not be read ({type(exc).__name__})") from None
 
+    def facts(self, labels: frozenset[str] = frozenset()) -> StoreFacts:
+        """What the derived tables hold now, for policy.grant_view: the patients appointment_daily leaves out
+        (None when it is not materialized), which derived tables are current, and which codes of
+        LEFT_OUT_LABELS and `labels` (the caller's withheld labels) the types they summarize carry.
+
+        Presence is one query: per (type, code) an EXISTS probe of the `_security` token index, so its cost
+        does not grow with the number of labelled resources. Codes not shaped like label codes are not
+        looked up (policy.grant_view then refuses the derived tables: fail closed).
+        """
+        codes = sorted(c for c in LEFT_OUT_LABELS | labels if LABEL_CODE.fullmatch(c))
+        types = sorted(DERIVED_TYPES)
+        try:
+            with self._session() as session:
+                self._setup_mode(session)
+                conn = session.conn
+                optouts = rollup.excluded_patients(conn)
+                current = frozenset(
+                    name for name, ok in ((summary.NAME, summary.current), (rollup.NAME, rollup.current)) if ok(conn)
+                )
+                sql = (
+                    f"WITH c(code) AS (VALUES {', '.join('(?)' for _ in codes)}) "
+                    "SELECT p.rtype, c.code FROM main.params p, c WHERE p.code = '_security' "
+                    f"AND p.rtype IN ({', '.join('?' for _ in types)}) "
+                    "AND EXISTS (SELECT 1 FROM main.ix_token t WHERE t.pid = p.pid AND t.code = c.code)"
+                )
+                found: dict[str, set[str]] = {}
+                for rtype, code in conn.execute(sql, [*codes, *types]):
+                    found.setdefault(str(rtype), set()).add(str(code))
+                present = {t: frozenset(c) for t, c in found.items()}
+                return StoreFacts(optouts, present, frozenset(codes), current)
+        except apsw.Error as exc:
+            raise StoreError(f"the view database could not be read ({type(exc).__name__})") from None
+
     # -- installing the caller's views ---------------------------------------------------------------
 
     @staticmethod
@@ -200,12 +237,18 @@ class SqlSandbox:
         conn, auth = session.conn, session.auth
         for (name,) in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'view'").fetchall():
             conn.execute(f"DROP VIEW IF EXISTS temp.{_quote(str(name))}")
-        for name, where, columns in signature:
-            cols = ", ".join(_quote(c) for c in columns)
-            cond = f" WHERE {where}" if where else ""
-            inner = auth.inner_name(name)
-            conn.execute(f"CREATE TEMP VIEW {_quote(inner)} AS SELECT {cols} FROM main.{_quote(name)}{cond}")
-            conn.execute(f"CREATE TEMP VIEW {_quote(name)} AS SELECT {cols} FROM {_quote(inner)}")
+        # A row filter listing thousands of patient ids is a long view definition: allow it while installing.
+        longest = max((len(where) for _, where, _ in signature), default=0)
+        bound = conn.limit(apsw.SQLITE_LIMIT_LENGTH, max(self.limits.engine_max_value_bytes, 2 * longest + 4096))
+        try:
+            for name, where, columns in signature:
+                cols = ", ".join(_quote(c) for c in columns)
+                cond = f" WHERE {where}" if where else ""
+                inner = auth.inner_name(name)
+                conn.execute(f"CREATE TEMP VIEW {_quote(inner)} AS SELECT {cols} FROM main.{_quote(name)}{cond}")
+                conn.execute(f"CREATE TEMP VIEW {_quote(name)} AS SELECT {cols} FROM {_quote(inner)}")
+        finally:
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, bound)
         names = {
             str(r[0])
             for r in conn.execute("SELECT name FROM main.sqlite_schema UNION SELECT name FROM temp.sqlite_schema")

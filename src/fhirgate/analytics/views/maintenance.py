@@ -5,6 +5,11 @@ The store hands `apply` the resources of watched types written in each transacti
 `views_meta` records each view's definition and a hash: a built-in whose definition (or indexes, or the
 table layout) changed since the table was built is rebuilt when the store opens. Another process adding a
 view changes the database schema, which every write notices (PRAGMA schema_version) and re-reads.
+The derived tables (summary.patient_activity, rollup.appointment_daily) leave out resources carrying a
+sensitive security label, read from the store's `_security` index: the store writes a resource's index
+rows before it calls `apply` (SqliteStore.write/write_prepared/write_rows), so a write that adds or
+removes a label recomputes the resource's patient and day with its new labels. A derived table of an
+older version (its versioned index missing) is rebuilt when the store opens.
 """
 
 # ruff: noqa: S608 - identifiers are validated view names, always quoted (materializer.quote).
@@ -188,18 +193,22 @@ class PracticeViews:
         rids: dict[str, list[int]] = defaultdict(list)
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
-                if (summarized and view.name in summary.SOURCES) or (rolled and view.name in rollup.SOURCES):
+                rolls = rolled and (view.name in rollup.SOURCES or view.name == rollup.CONSENT)
+                if (summarized and view.name in summary.SOURCES) or rolls:
                     rids[view.name] += [rid for rid, _ in items]
         # The patients and days of the rows about to be replaced, then of their new rows.
         touched = summary.patients_of(conn, rids) if summarized else set()
         days = rollup.days_of(conn, rids) if rolled else set()
+        consenting = rollup.consent_patients(conn, rids) if rolled else set()
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
                 mz.apply(conn, view, items)
         if summarized and rids:
             summary.refresh(conn, touched | summary.patients_of(conn, rids))
-        if rolled and rids.get("appointment"):
-            rollup.refresh(conn, days | rollup.days_of(conn, rids))
+        if rolled and (rids.get("appointment") or rids.get(rollup.CONSENT)):
+            # A Consent written or removed may opt its patient in or out: their appointments' days too.
+            consenting |= rollup.consent_patients(conn, rids)
+            rollup.refresh(conn, days | rollup.days_of(conn, rids) | rollup.days_of_patients(conn, consenting))
 
     def rebuild(self, conn: apsw.Connection, names: Iterable[str] | None = None) -> dict[str, int]:
         """Rebuild the named views (default: all) from the current resources; returns rows per view."""
@@ -227,7 +236,8 @@ class PracticeViews:
         # Derived tables are not views: not counted.
         if self._summarized() and (any(n in summary.SOURCES for n in chosen) or not summary.current(conn)):
             summary.rebuild(conn)
-        if self._rolled_up() and (any(n in rollup.SOURCES for n in chosen) or not rollup.current(conn)):
+        rolled_from = (*rollup.SOURCES, rollup.CONSENT)
+        if self._rolled_up() and (any(n in rolled_from for n in chosen) or not rollup.current(conn)):
             rollup.rebuild(conn)
         self._version = _schema_version(conn)
         return counts

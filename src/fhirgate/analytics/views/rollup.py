@@ -10,6 +10,22 @@ of scanning every appointment of the period: a day holds one row per (dimension,
 `day` is the local start date as written (substr(start_time, 1, 10)), the same day every report compares
 periods against; `minutes` sums minutesDuration, else end - start in minutes (NULL when neither is known).
 A write recomputes the days its appointments were on and are now on, inside the write's transaction.
+
+optout_excluded: appointments of patients who opted out of AI access are left out of every row, so a
+practice-wide caller whose only exclusions are the opt-outs can still read the rollup (analytics.sql.policy
+offers it only when the caller's excluded patients equal `excluded_patients`). Opted out here is the simple
+case of core.policy.consent's full opt-out, as far as the `consent` view can tell: a Consent with status
+active, scope patient-privacy (or none) and policyRule OPTOUT or OPTOUTE (v3-ActCode). Its period, nested
+provisions and an unconditional deny root without policyRule are not visible in the view: a caller whose
+opt-out set differs for those reasons is simply not offered the rollup and its reports scan the views.
+Appointments with no patient are kept. A write of a Consent recomputes the days of its patient's
+appointments.
+
+labels_left_out: appointments carrying a security label in analytics.views.summary.LEFT_OUT_LABELS (the
+default sensitive set) are left out too, as in patient_activity (see that module): a write changing an
+appointment's labels replaces its view rows and recomputes its day, after its index rows are written.
+The index name carries the rollup's version (v2: opt-outs left out; v3: labelled appointments left out),
+so a store whose rollup predates it is rebuilt when it opens.
 """
 
 # ruff: noqa: S608 - SQL built from constants and ? placeholders only.
@@ -20,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import apsw
+
+from fhirgate.analytics.views.summary import unlabelled
 
 NAME = "appointment_daily"
 SOURCES = ("appointment",)
@@ -44,14 +62,36 @@ _DDL = (
     "n INTEGER NOT NULL, minutes REAL)"
 )
 # Covering index: a period report reads one dimension's rows of a day range and nothing else.
-_INDEXES = (f'CREATE INDEX IF NOT EXISTS "{NAME}$dim_day" ON {NAME}(dim, day, status, key, n, minutes, label)',)
+INDEX = f"{NAME}$dim_day_v3"
+_INDEXES = (f'CREATE INDEX IF NOT EXISTS "{INDEX}" ON {NAME}(dim, day, status, key, n, minutes, label)',)
+CONSENT = "consent"
+# The opted-out patients (see the module docstring), from the consent view; always `main.` (the SQL
+# sandbox reads this too, where temp views of the same names may exist).
+OPTOUTS_SQL = (
+    "SELECT patient_id FROM main.consent WHERE status = 'active' AND policy_rule IN ('OPTOUT', 'OPTOUTE') "
+    "AND (scope IS NULL OR scope = 'patient-privacy') AND patient_id IS NOT NULL"
+)
 
 
-def _select(where: str) -> str:
-    """The rollup rows of the appointments matching `where` (applied to every dimension)."""
+def _has_table(conn: apsw.Connection, name: str) -> bool:
+    found = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return found is not None
+
+
+def _optout_cond(conn: apsw.Connection) -> str:
+    """The condition leaving opted-out patients' appointments out ('' when the consent view is not kept)."""
+    if not _has_table(conn, CONSENT):
+        return ""
+    return f" AND (patient_id IS NULL OR patient_id NOT IN ({OPTOUTS_SQL}))"
+
+
+def _select(where: str, optout: str = "", *, whole: bool = False) -> str:
+    """The rollup rows of the unlabelled appointments matching `where` and `optout` (in every dimension);
+    `whole` for a rebuild (summary.unlabelled)."""
     parts = []
+    unlabelled_cond = unlabelled("appointment", "Appointment", whole=whole)
     for dim, (key, label) in DIMENSIONS.items():
-        cond = where + (" AND status = 'cancelled'" if dim == "reason" else "")
+        cond = where + optout + unlabelled_cond + (" AND status = 'cancelled'" if dim == "reason" else "")
         parts.append(
             f"SELECT substr(start_time, 1, 10) AS d, '{dim}', status, {key} AS k, {label}, count(*), "
             f"sum({_MINUTES}) FROM appointment WHERE 1{cond} GROUP BY d, status, k"
@@ -67,17 +107,24 @@ def has_sources(tables: Iterable[str]) -> bool:
 def current(conn: apsw.Connection) -> bool:
     """Whether the rollup table exists with the expected layout and index."""
     cols = [(str(r[1]), str(r[2]).upper()) for r in conn.execute(f"PRAGMA main.table_info({NAME})")]
-    indexed = conn.execute(
-        "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?", (f"{NAME}$dim_day",)
-    ).fetchone()
+    indexed = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'index' AND name = ?", (INDEX,)).fetchone()
     return cols == list(COLUMNS) and indexed is not None
+
+
+def excluded_patients(conn: apsw.Connection) -> frozenset[str] | None:
+    """The patients the rollup leaves out now (None when there is no rollup; empty for an older rollup)."""
+    if not _has_table(conn, NAME):
+        return None
+    if not current(conn) or not _has_table(conn, CONSENT):
+        return frozenset()
+    return frozenset(str(r[0]) for r in conn.execute(OPTOUTS_SQL))
 
 
 def rebuild(conn: apsw.Connection) -> int:
     """Drop and recompute the whole rollup from the appointment view; returns its rows."""
     conn.execute(f"DROP TABLE IF EXISTS {NAME}")
     conn.execute(_DDL)
-    conn.execute(f"INSERT INTO {NAME} " + _select(""))
+    conn.execute(f"INSERT INTO {NAME} " + _select("", _optout_cond(conn), whole=True))
     for ddl in _INDEXES:
         conn.execute(ddl)
     row: Any = conn.execute(f"SELECT count(*) FROM {NAME}").fetchone()
@@ -93,14 +140,36 @@ def days_of(conn: apsw.Connection, rids_by_view: Mapping[str, Sequence[int]]) ->
     return out
 
 
+def consent_patients(conn: apsw.Connection, rids_by_view: Mapping[str, Sequence[int]]) -> set[str]:
+    """The patients of the current consent view rows of the given resources (`_rid`s)."""
+    out: set[str] = set()
+    sql = f"SELECT patient_id FROM {CONSENT} WHERE _rid = ? AND patient_id IS NOT NULL"
+    for rid in rids_by_view.get(CONSENT, ()):
+        out.update(str(r[0]) for r in conn.execute(sql, (rid,)))
+    return out
+
+
+def days_of_patients(conn: apsw.Connection, patients: Iterable[str]) -> set[str | None]:
+    """The local start days (None: no start) of the current appointments of `patients`."""
+    out: set[str | None] = set()
+    ids = sorted(set(patients))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT DISTINCT substr(start_time, 1, 10) FROM appointment WHERE patient_id IN ({marks})"
+        out.update(None if day is None else str(day) for (day,) in conn.execute(sql, chunk))
+    return out
+
+
 def refresh(conn: apsw.Connection, days: Iterable[str | None]) -> None:
     """Recompute the rollup rows of `days` from the appointment view (a day with no appointments has none)."""
+    optout = _optout_cond(conn)
     for day in sorted(days, key=lambda d: d or ""):
         if day is None:
             conn.execute(f"DELETE FROM {NAME} WHERE day IS NULL")
-            conn.execute(f"INSERT INTO {NAME} " + _select(" AND start_time IS NULL"))
+            conn.execute(f"INSERT INTO {NAME} " + _select(" AND start_time IS NULL", optout))
             continue
         conn.execute(f"DELETE FROM {NAME} WHERE day = ?", (day,))
         # The range on start_time picks the day's rows through the view's start_time index.
         cond = " AND start_time >= ? AND start_time < ? AND substr(start_time, 1, 10) = ?"
-        conn.execute(f"INSERT INTO {NAME} " + _select(cond), (day, day + "\uffff", day) * len(DIMENSIONS))
+        conn.execute(f"INSERT INTO {NAME} " + _select(cond, optout), (day, day + "\uffff", day) * len(DIMENSIONS))

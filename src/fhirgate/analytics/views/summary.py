@@ -6,6 +6,16 @@ created date over all appointments, and the lifetime billed amount (claim and in
 cancelled or entered-in-error: reports.common.NOT_BILLED_SQL). The practice reports read it to avoid
 scanning the views per patient. It is recomputed for the patients a write touches, after that
 transaction's view rows are applied, and rebuilt with the views.
+
+labels_left_out: resources carrying any security label in LEFT_OUT_LABELS (the default sensitive set,
+core.policy.labels.SENSITIVE_DEFAULT: R V ETH PSY HIV STD SDV SEX BH GDIS 42CFRPart2) are left out of
+every derived table (this summary and analytics.views.rollup), found by `_rid` in the store's `_security`
+token index (ix_token/params, read on the store connection inside the write transaction, where a
+resource's index rows are written before its view rows are applied). So a practice-wide caller from whom
+exactly those labels are withheld can read the derived tables (analytics.sql.policy offers them only when
+the labels they leave out equal the caller's withheld labels among those present). A patient whose every
+summarized resource is labelled has no row. The `$lifetime_billed_v2` index name carries the summary's
+version (v2: labelled resources left out), so a store whose summary predates it is rebuilt when it opens.
 """
 
 # ruff: noqa: S608 - SQL built from constants and ? placeholders only.
@@ -16,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import apsw
+
+from fhirgate.core.policy.labels import SENSITIVE_DEFAULT
 
 NAME = "patient_activity"
 SOURCES = ("appointment", "claim_line", "invoice_line")
@@ -29,33 +41,64 @@ COLUMNS = (
 )
 # Statuses of claim/invoice lines that are not billed (same as reports.common.NOT_BILLED_SQL).
 _NOT_BILLED = "('draft', 'cancelled', 'entered-in-error')"
+# Security label codes whose resources every derived table leaves out (see the module docstring).
+LEFT_OUT_LABELS: frozenset[str] = SENSITIVE_DEFAULT
+# The FHIR resource type each source view reads (the `_security` index is per type).
+SOURCE_TYPES = {"appointment": "Appointment", "claim_line": "Claim", "invoice_line": "Invoice"}
+_LABEL_LIST = ", ".join(f"'{code}'" for code in sorted(LEFT_OUT_LABELS))
 
 _DDL = (
     f"CREATE TABLE {NAME}(patient_id TEXT PRIMARY KEY, first_fulfilled_start TEXT, last_fulfilled_start TEXT, "
     "last_fulfilled_practitioner TEXT, last_activity TEXT, "
     "lifetime_billed REAL NOT NULL) WITHOUT ROWID"
 )
+# The version marker (see the module docstring): current() looks for this index.
+INDEX = f"{NAME}$lifetime_billed_v2"
 _INDEXES = (
     f'CREATE INDEX IF NOT EXISTS "{NAME}$first_fulfilled_start" ON {NAME}(first_fulfilled_start)',
     f'CREATE INDEX IF NOT EXISTS "{NAME}$last_fulfilled_start" ON {NAME}(last_fulfilled_start)',
-    f'CREATE INDEX IF NOT EXISTS "{NAME}$lifetime_billed" ON {NAME}(lifetime_billed)',
+    f'CREATE INDEX IF NOT EXISTS "{INDEX}" ON {NAME}(lifetime_billed)',
 )
 
 
-def _select(where_appt: str, where_line: str) -> str:
-    """The summary rows of the patients matching the conditions (applied to each source view)."""
+def unlabelled(view: str, rtype: str, *, whole: bool = False) -> str:
+    """An AND condition keeping the rows of `view` whose resource (`_rid`) has no label in LEFT_OUT_LABELS.
+
+    Matched on the code alone, as analytics.sql.policy's row filter does. For a refresh (`whole` False),
+    correlated on `_rid`: one probe of ix_token's primary key (rid, pid) per row, so recomputing a
+    patient or a day costs the same however many resources are labelled. For a rebuild (`whole`), the
+    labelled rowids of the type are read once (ix_token (pid, code) index) and each row is looked up in
+    that set. `view` and `rtype` are module constants.
+    """
+    pid = f"(SELECT pid FROM main.params WHERE rtype = '{rtype}' AND code = '_security')"
+    if whole:
+        labelled = f"SELECT t.rid FROM main.ix_token t WHERE t.pid = {pid} AND t.code IN ({_LABEL_LIST})"
+        return f' AND "{view}"._rid NOT IN ({labelled})'
+    # `+t.code`: seek (rid, pid) once and test the resource's few labels, not one seek per listed code.
+    return (
+        f' AND NOT EXISTS (SELECT 1 FROM main.ix_token t WHERE t.rid = "{view}"._rid AND t.pid = {pid} '
+        f"AND +t.code IN ({_LABEL_LIST}))"
+    )
+
+
+def _select(where_appt: str, where_line: str, *, whole: bool = False) -> str:
+    """The summary rows of the patients matching the conditions (applied to each source view), each source
+    read once without its labelled resources (`whole`: for a rebuild, see `unlabelled`)."""
+    where_appt += unlabelled("appointment", SOURCE_TYPES["appointment"], whole=whole)
+    where_claim = where_line + unlabelled("claim_line", SOURCE_TYPES["claim_line"], whole=whole)
+    where_invoice = where_line + unlabelled("invoice_line", SOURCE_TYPES["invoice_line"], whole=whole)
+    # Lines of any status make a patient's row; only billed ones count towards the amount.
+    billed = f"sum(CASE WHEN status NOT IN {_NOT_BILLED} THEN amount END) AS s"
     return (
         "WITH a AS (SELECT patient_id, min(CASE WHEN status = 'fulfilled' THEN start_time END) AS ff, "
         "max(CASE WHEN status = 'fulfilled' THEN start_time || '|' || coalesce(practitioner_id, '') END) AS lf, "
         "max(start_time) AS ms, max(created) AS mc FROM appointment "
         f"WHERE patient_id IS NOT NULL{where_appt} GROUP BY patient_id), "
-        "c AS (SELECT patient_id, sum(amount) AS s FROM claim_line "
-        f"WHERE patient_id IS NOT NULL AND status NOT IN {_NOT_BILLED}{where_line} GROUP BY patient_id), "
-        "i AS (SELECT patient_id, sum(amount) AS s FROM invoice_line "
-        f"WHERE patient_id IS NOT NULL AND status NOT IN {_NOT_BILLED}{where_line} GROUP BY patient_id), "
-        "ids AS (SELECT patient_id FROM appointment WHERE patient_id IS NOT NULL" + where_appt + " "
-        "UNION SELECT patient_id FROM claim_line WHERE patient_id IS NOT NULL" + where_line + " "
-        "UNION SELECT patient_id FROM invoice_line WHERE patient_id IS NOT NULL" + where_line + ") "
+        f"c AS (SELECT patient_id, {billed} FROM claim_line WHERE patient_id IS NOT NULL{where_claim} "
+        "GROUP BY patient_id), "
+        f"i AS (SELECT patient_id, {billed} FROM invoice_line WHERE patient_id IS NOT NULL{where_invoice} "
+        "GROUP BY patient_id), "
+        "ids AS (SELECT patient_id FROM a UNION SELECT patient_id FROM c UNION SELECT patient_id FROM i) "
         "SELECT ids.patient_id, a.ff, substr(a.lf, 1, instr(a.lf, '|') - 1), substr(a.lf, instr(a.lf, '|') + 1), "
         "CASE WHEN a.ms IS NULL THEN a.mc WHEN a.mc IS NULL THEN a.ms "
         "ELSE max(a.ms, a.mc) END, coalesce(c.s, 0) + coalesce(i.s, 0) FROM ids "
@@ -71,16 +114,17 @@ def has_sources(tables: Iterable[str]) -> bool:
 
 
 def current(conn: apsw.Connection) -> bool:
-    """Whether the summary table exists with the expected layout."""
+    """Whether the summary table exists with the expected layout and version (its versioned index)."""
     cols = [(str(r[1]), str(r[2]).upper()) for r in conn.execute(f"PRAGMA main.table_info({NAME})")]
-    return cols == list(COLUMNS)
+    indexed = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'index' AND name = ?", (INDEX,)).fetchone()
+    return cols == list(COLUMNS) and indexed is not None
 
 
 def rebuild(conn: apsw.Connection) -> int:
     """Drop and recompute the whole summary from the source views; returns its rows."""
     conn.execute(f"DROP TABLE IF EXISTS {NAME}")
     conn.execute(_DDL)
-    conn.execute(f"INSERT INTO {NAME} " + _select("", ""))
+    conn.execute(f"INSERT INTO {NAME} " + _select("", "", whole=True))
     for ddl in _INDEXES:
         conn.execute(ddl)
     row: Any = conn.execute(f"SELECT count(*) FROM {NAME}").fetchone()
@@ -107,4 +151,4 @@ def refresh(conn: apsw.Connection, patients: Iterable[str]) -> None:
         marks = ", ".join("?" * len(chunk))
         cond = f" AND patient_id IN ({marks})"
         conn.execute(f"DELETE FROM {NAME} WHERE patient_id IN ({marks})", chunk)
-        conn.execute(f"INSERT INTO {NAME} " + _select(cond, cond), chunk * 6)
+        conn.execute(f"INSERT INTO {NAME} " + _select(cond, cond), chunk * 3)

@@ -60,6 +60,35 @@ def supported_types() -> frozenset[str]:
     return frozenset(_definitions()["types"])
 
 
+def r4_resource_types() -> frozenset[str]:
+    """Every FHIR R4 resource type name, served or not (to tell a typo from a type fhirgate does not serve)."""
+    return _all_types()
+
+
+def element_names(resource_type: str) -> frozenset[str] | None:
+    """Top-level JSON element names of a supported type, choice elements in their concrete forms (valueQuantity).
+
+    None for a type fhirgate does not serve. Choice elements: FHIR R4 formats.html#choice (`value[x]`).
+    """
+    spec = _definitions()["structure"].get(resource_type)
+    if spec is None:
+        return None
+    concrete = (prefix + suffix for prefix, options in spec["choices"].items() for suffix in options)
+    return frozenset(spec["fields"]).union(concrete)
+
+
+def choice_forms(resource_type: str) -> dict[str, frozenset[str]] | None:
+    """Each choice element of a supported type by base name, with its concrete JSON names.
+
+    For example `value` -> {valueQuantity, valueString, ...} (FHIR R4 formats.html#choice); None for a
+    type fhirgate does not serve. A fresh dict each call, so callers may keep or change it.
+    """
+    spec = _definitions()["structure"].get(resource_type)
+    if spec is None:
+        return None
+    return {base: frozenset(base + suffix for suffix in options) for base, options in spec["choices"].items()}
+
+
 @cache
 def _all_types() -> frozenset[str]:
     return frozenset(_definitions()["all_types"])

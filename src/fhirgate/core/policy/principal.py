@@ -12,8 +12,8 @@ class Principal:
     """An authenticated caller.
 
     `patient` is the SMART launch context (token claim `patient`); `fhir_user` the `fhirUser`
-    claim as a relative reference (`Practitioner/123`). `subject_key` identifies the principal for
-    binding cursors and rate limits.
+    claim as a relative reference (`Practitioner/123`); `role` the governance role claimed.
+    `subject_key` identifies the principal for binding cursors and rate limits.
     """
 
     sub: str
@@ -23,6 +23,8 @@ class Principal:
     fhir_user: str | None = None
     patient: str | None = None
     purpose_of_use: tuple[str, ...] = ()
+    # The role the token or profile names (the policy's role claim); the policy decides what it may be.
+    role: str | None = None
     token_id: str | None = None
     expires_at: float | None = None
     extra: dict[str, str] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from fhirgate.core.fhir.search import SearchQuery, parse_search
 from fhirgate.database import open_sqlite
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
 from fhirgate.store.contract import DerivedTables, PreparedResource, Resource, SearchPage, StoredResource
+from fhirgate.store.sqlite import relations
 from fhirgate.store.sqlite.query import COLUMNS, SqlBuilder
 from fhirgate.store.sqlite.schema import (
     begin_initial_load,
@@ -221,6 +222,16 @@ class SqliteStore:
             if len(rows) < _ITER_CHUNK:
                 return
             last = rows[-1][0]
+
+    def linked_patients(self, target: str, via: Sequence[tuple[str, str]]) -> frozenset[str]:
+        """Patients linked to `target` (`Type/id`) through the reference search parameters `via`."""
+        with self._errors("linked patients"):
+            return relations.linked_patients(self._conn(), self._pid, target, via)
+
+    def fingerprint(self, resource_type: str) -> str:
+        """Changes whenever a resource of the type is written or deleted (for caches of derived facts)."""
+        with self._errors("fingerprint"):
+            return relations.fingerprint(self._conn(), resource_type)
 
     def counts(self) -> dict[str, int]:
         """Current resources per type."""
