@@ -56,7 +56,9 @@ def build_gateway(data_dir: DataDir, *, key: str | None, policy: Policy | None =
     except Exception:
         store.close()
         raise
-    return Gateway(store, audit, data_dir.secret("cursor"), governance=governance)
+    return Gateway(
+        store, audit, data_dir.secret("cursor"), governance=governance, pseudonym_secret=data_dir.secret("pseudonym")
+    )
 
 
 def trusted_issuers(data_dir: DataDir, settings: Settings) -> list[TrustedIssuer]:

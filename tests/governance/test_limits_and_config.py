@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from governance_support import Facts, ctx, who
 
-from conftest import Facts, ctx, who
 from fhirgate.app import build_gateway, resolve_policy
 from fhirgate.audit.record import AuditRecord
 from fhirgate.auth.principal_builder import principal_from_claims

@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from governance_support import Facts, ctx, who
 
-from conftest import Facts, ctx, who
 from fhirgate.errors import AccessDenied, NotFound
 from fhirgate.service.gateway import Gateway
 
@@ -130,8 +130,9 @@ def test_analyst_gets_no_identified_tools(gateway: Gateway, facts: Facts) -> Non
         gateway.find_patients(ctx(analyst), filters={"name": "a"})
     assert info.value.reason == "role.tool_not_allowed"
     with pytest.raises(AccessDenied) as info:
-        gateway.query_sql(ctx(analyst), "SELECT count(*) FROM patient")
-    assert info.value.reason == "deid.tool_not_deidentified"
+        gateway.patient_summary(ctx(analyst), sorted(facts.care_team)[0])
+    assert info.value.reason == "role.tool_not_allowed"
+    assert "deidentified" in gateway.query_sql(ctx(analyst), "SELECT count(*) FROM patient")
 
 
 def test_unknown_or_mismatched_role_claims_are_refused(gateway: Gateway, facts: Facts) -> None:

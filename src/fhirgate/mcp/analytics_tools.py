@@ -91,6 +91,11 @@ class Withheld(BaseModel):
     note: str = Field(description="What was withheld and why, to tell the user; never guess the withheld values.")
 
 
+class Deidentified(BaseModel):
+    suppressed_cells: int = Field(description="Computed counts of 1-10 shown as '<11' in this page.")
+    note: str
+
+
 class QuerySqlOutput(BaseModel):
     columns: list[SqlColumn]
     rows: list[list[Any]] = Field(description="Result rows, each a list of values in column order.")
@@ -99,6 +104,9 @@ class QuerySqlOutput(BaseModel):
     page: SqlPage
     withheld: Withheld | None = Field(
         default=None, description="Present when consent, care-team or label rules left rows out of the result."
+    )
+    deidentified: Deidentified | None = Field(
+        default=None, description="Present when your role receives de-identified data (Safe Harbor)."
     )
 
 

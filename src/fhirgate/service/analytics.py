@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fhirgate.analytics.sql.catalog import ViewInfo
+from fhirgate.analytics.sql.deid_views import DeidContext
 from fhirgate.analytics.sql.limits import SqlLimits
 from fhirgate.analytics.sql.policy import ViewGrant, confined_patients, grant_views
 from fhirgate.analytics.sql.sandbox import SqlSandbox
@@ -55,6 +56,13 @@ EXAMPLES = (
 def sql_digest(sql: str) -> str:
     """SHA-256 of the SQL text as given: what the audit record keeps instead of the SQL."""
     return hashlib.sha256(sql.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+DEID_NOTE = (
+    "Your role receives de-identified data (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)): ids are pseudonyms stable "
+    "for you, dates are years, ages over 89 are '90+', postal codes are ZIP3, names, addresses, contact details "
+    "and free text are null; computed counts of 1 to 10 are shown as '<11'. Never try to re-identify anyone."
+)
 
 
 @dataclass(slots=True)
@@ -155,8 +163,13 @@ class Analytics:
         max_rows: int | None = None,
         cursor: str | None = None,
         scope: RowScope | None = None,
+        deid: DeidContext | None = None,
     ) -> dict[str, Any]:
-        """One page of one SELECT's result over the caller's views; next pages by cursor with the same SQL."""
+        """One page of one SELECT's result over the caller's views; next pages by cursor with the same SQL.
+
+        With `deid` (a de-identified role) every view column is Safe Harbor de-identified and computed small
+        counts are shown as "<11" (analytics.sql.deid_views).
+        """
         limits = self.sandbox.limits
         digest = sql_digest(sql) if isinstance(sql, str) else None
         rows_arg = limits.default_rows if max_rows is None else max_rows
@@ -170,7 +183,9 @@ class Analytics:
             catalog, grants = self.grants(ctx, scope)
             touched: set[str] = set()
             try:
-                page = self.sandbox.query(grants, checked, offset=offset, max_rows=rows_wanted, touched=touched)
+                page = self.sandbox.query(
+                    grants, checked, offset=offset, max_rows=rows_wanted, touched=touched, deid=deid
+                )
             finally:
                 # Even a refused query records the views it reached and whose rows they were confined to.
                 st.trail.query_params = sorted(touched)
@@ -198,6 +213,11 @@ class Analytics:
             held = withheld(scope, catalog, page.views)
             if held is not None:
                 out["withheld"] = held
+            if deid is not None:
+                out["deidentified"] = {
+                    "suppressed_cells": page.suppressed,
+                    "note": DEID_NOTE,
+                }
             return out
 
         return self._run(ctx, st, body)

@@ -7,17 +7,20 @@ written, the use case fails with AuditError and returns nothing (HIPAA 45 CFR 16
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from fhirgate.analytics.sql.deid_views import DeidContext
 from fhirgate.audit.disclosures import accounting
 from fhirgate.audit.log import AuditLog
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
 from fhirgate.core.policy.access import plan_access
 from fhirgate.core.policy.principal import Principal
+from fhirgate.core.policy.pseudonym import Pseudonymizer
 from fhirgate.core.policy.rowscope import RowScope
 from fhirgate.core.policy.rules import KNOWN_TOOLS
 from fhirgate.errors import AccessDenied, FhirgateError, StoreError
@@ -36,17 +39,25 @@ from fhirgate.store.contract import FhirStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Tools whose output a de-identified role may receive (aggregates and view metadata; see docs/policy.md).
-DEIDENTIFIED_TOOLS = frozenset({"whoami", "list_views", "describe_view", "lookup_code"})
+DEIDENTIFIED_TOOLS = frozenset({"whoami", "list_views", "describe_view", "query_sql", "lookup_code"})
 
 
 class Gateway:
     """The service layer: one method per use case, each audited exactly once."""
 
     def __init__(
-        self, store: FhirStore, audit: AuditSink, cursor_secret: bytes, *, governance: Governance | None = None
+        self,
+        store: FhirStore,
+        audit: AuditSink,
+        cursor_secret: bytes,
+        *,
+        governance: Governance | None = None,
+        pseudonym_secret: bytes | None = None,
     ) -> None:
-        """`governance` applies a policy file; by default the shipped default policy (docs/policy.md)."""
+        """`governance` applies a policy file; by default the shipped default policy (docs/policy.md).
+        `pseudonym_secret` keys de-identified ids (default: derived from the cursor secret)."""
         self.store = store
+        self._pseudonym_key = pseudonym_secret or hmac.new(cursor_secret, b"fhirgate pseudonyms", "sha256").digest()
         self._sink = audit
         self.audit = AuditWriter(audit)
         self.governance = governance or Governance(load_policy(None), store)
@@ -334,7 +345,10 @@ class Gateway:
         """One page of one read-only SELECT over the caller's views."""
         standing = self._admit(ctx, "query_sql", "sql")
         scope = self.governance.row_scope(standing)
-        return self.analytics.query_sql(ctx, sql, max_rows=max_rows, cursor=cursor, scope=scope)
+        deid = None
+        if standing.role.deidentify:  # Safe Harbor views, pseudonyms keyed per principal
+            deid = DeidContext(Pseudonymizer(self._pseudonym_key, ctx.principal.subject_key), standing.today)
+        return self.analytics.query_sql(ctx, sql, max_rows=max_rows, cursor=cursor, scope=scope, deid=deid)
 
     # -- governance -------------------------------------------------------------------------------
 

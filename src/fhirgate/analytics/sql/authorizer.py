@@ -8,6 +8,7 @@ action as its fifth argument. The rules, deny by default:
   core, date/time, math, JSON, aggregate and window functions;
 - reads of a user-facing temp view (`appointment`) the principal was granted;
 - reads of a secret-named inner temp view (`fg_<random>_appointment`) only from its user-facing view;
+- `fg_deid` (Safe Harbor per cell) only inside an inner view, for callers whose role is de-identified;
 - reads of the store's `main.<view table>` only from that table's inner view; its `_rid`, and the
   `_security` label index (`main.ix_token`, `main.params`), only from an inner view's row filter, which
   never selects them (policy.RowFilter: withheld labels).
@@ -28,6 +29,9 @@ from dataclasses import dataclass, field
 import apsw
 
 RID_COLUMN = "_rid"
+# The Safe Harbor cell function (sandbox.deid_cell) de-identified views apply to each column; only an inner
+# view may call it, so a query cannot compute the pseudonym of an id it guesses.
+DEID_FUNCTION = "fg_deid"
 # Store tables an inner view's WHERE may read (withheld-label filter), with the columns it uses.
 _FILTER_TABLES = {"ix_token": frozenset({"rid", "pid", "code"}), "params": frozenset({"pid", "code", "rtype"})}
 _SQLITE_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
@@ -102,6 +106,8 @@ class ViewAuthorizer:
             return apsw.SQLITE_OK
         if op == apsw.SQLITE_FUNCTION:
             name = (p2 or "").lower()
+            if name == DEID_FUNCTION and via in self.inner:
+                return apsw.SQLITE_OK  # the inner view's de-identification; never callable from user SQL
             return apsw.SQLITE_OK if name in ALLOWED_FUNCTIONS else self._deny("function", name)
         if op == apsw.SQLITE_READ:
             return self._read(p1 or "", p2 or "", db or "", via)

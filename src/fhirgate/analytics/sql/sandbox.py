@@ -29,8 +29,9 @@ from typing import Any
 import apsw
 import orjson
 
-from fhirgate.analytics.sql.authorizer import RID_COLUMN, ViewAuthorizer
+from fhirgate.analytics.sql.authorizer import DEID_FUNCTION, RID_COLUMN, ViewAuthorizer
 from fhirgate.analytics.sql.catalog import ViewInfo, builtin_views, view_from_definition
+from fhirgate.analytics.sql.deid_views import DeidContext, column_specs, deid_cell, select_list, suppress_computed
 from fhirgate.analytics.sql.diagnostics import Explainer
 from fhirgate.analytics.sql.limits import SqlLimits
 from fhirgate.analytics.sql.policy import DERIVED_TYPES, LABEL_CODE, StoreFacts, ViewGrant
@@ -43,8 +44,9 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _COLUMN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 _RESERVED = frozenset({"resources", "history", "params", "compartment", "store_meta", "views_meta"})
 _PROGRESS_STEPS = 1000
-# (view, WHERE condition, columns) for each installed view: when equal, installed views are reused.
-Signature = tuple[tuple[str, str, tuple[str, ...]], ...]
+# When equal, installed views are reused.
+# (view, WHERE condition, columns, Safe Harbor column types or () when not de-identified) for each view.
+Signature = tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class QueryPage:
     setup_ms: float
     run_ms: float
     bounded: bool = False  # more rows exist past the total row bound
+    suppressed: int = 0  # computed small counts shown as "<11" (de-identified callers)
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class _Session:
     signature: Signature | None = None
     schema_version: int = -1
     deadline: float = 0.0
+    deid: DeidContext | None = None  # the current caller's, while a de-identified query runs
 
 
 def _quote(name: str) -> str:
@@ -105,6 +109,12 @@ class SqlSandbox:
         conn.limit(apsw.SQLITE_LIMIT_LENGTH, self.limits.engine_max_value_bytes)
         session = _Session(conn)
         conn.set_progress_handler(lambda: time.monotonic() > session.deadline, _PROGRESS_STEPS)
+
+        # Innocuous: it reads nothing but its arguments; the authorizer lets only inner views call it.
+        def fg_deid(*args: Any) -> Any:
+            return deid_cell(session.deid, args[0], args[1]) if len(args) == 2 else None
+
+        conn.create_scalar_function(DEID_FUNCTION, fg_deid, 2, flags=apsw.SQLITE_INNOCUOUS)
         return session
 
     @contextmanager
@@ -223,14 +233,18 @@ class SqlSandbox:
     # -- installing the caller's views ---------------------------------------------------------------
 
     @staticmethod
-    def signature(catalog: Mapping[str, ViewInfo], grants: Mapping[str, ViewGrant]) -> Signature:
-        """What must be installed for these grants: each granted view, its row filter and columns."""
+    def signature(
+        catalog: Mapping[str, ViewInfo], grants: Mapping[str, ViewGrant], deidentified: bool = False
+    ) -> Signature:
+        """What must be installed for these grants: each granted view, its row filter, columns and (for a
+        de-identified caller) each column's Safe Harbor type."""
         out = []
         for name, grant in sorted(grants.items()):
             info = catalog.get(name)
             if info is None or not grant.allowed or grant.rows is None:
                 continue
-            out.append((name, grant.rows.where(), info.column_names))
+            specs = column_specs(info) if deidentified else ()
+            out.append((name, grant.rows.where(), info.column_names, specs))
         return tuple(out)
 
     def _install(self, session: _Session, signature: Signature) -> None:
@@ -238,14 +252,15 @@ class SqlSandbox:
         for (name,) in conn.execute("SELECT name FROM temp.sqlite_schema WHERE type = 'view'").fetchall():
             conn.execute(f"DROP VIEW IF EXISTS temp.{_quote(str(name))}")
         # A row filter listing thousands of patient ids is a long view definition: allow it while installing.
-        longest = max((len(where) for _, where, _ in signature), default=0)
+        longest = max((len(where) for _, where, _, _ in signature), default=0)
         bound = conn.limit(apsw.SQLITE_LIMIT_LENGTH, max(self.limits.engine_max_value_bytes, 2 * longest + 4096))
         try:
-            for name, where, columns in signature:
+            for name, where, columns, specs in signature:
                 cols = ", ".join(_quote(c) for c in columns)
+                picked = select_list(columns, specs, _quote) if specs else cols
                 cond = f" WHERE {where}" if where else ""
                 inner = auth.inner_name(name)
-                conn.execute(f"CREATE TEMP VIEW {_quote(inner)} AS SELECT {cols} FROM main.{_quote(name)}{cond}")
+                conn.execute(f"CREATE TEMP VIEW {_quote(inner)} AS SELECT {picked} FROM main.{_quote(name)}{cond}")
                 conn.execute(f"CREATE TEMP VIEW {_quote(name)} AS SELECT {cols} FROM {_quote(inner)}")
         finally:
             conn.limit(apsw.SQLITE_LIMIT_LENGTH, bound)
@@ -253,8 +268,9 @@ class SqlSandbox:
             str(r[0])
             for r in conn.execute("SELECT name FROM main.sqlite_schema UNION SELECT name FROM temp.sqlite_schema")
         }
-        unfiltered = frozenset(name for name, where, _ in signature if not where)
-        auth.install({name: frozenset(columns) for name, _, columns in signature}, unfiltered, frozenset(names))
+        # A de-identified view is never "unfiltered": reading its table directly would bypass fg_deid.
+        unfiltered = frozenset(name for name, where, _, specs in signature if not where and not specs)
+        auth.install({name: frozenset(columns) for name, _, columns, _ in signature}, unfiltered, frozenset(names))
         session.signature = signature
 
     # -- running one statement -----------------------------------------------------------------------
@@ -267,10 +283,12 @@ class SqlSandbox:
         offset: int = 0,
         max_rows: int | None = None,
         touched: set[str] | None = None,
+        deid: DeidContext | None = None,
     ) -> QueryPage:
         """Run `sql` (one SELECT) over the views `grants` allow; return the page starting at `offset`.
 
-        `touched`, when given, receives the views the statement read, even when it fails.
+        `touched`, when given, receives the views the statement read, even when it fails. With `deid` the
+        views are de-identified (deid_views) and computed small counts suppressed.
         """
         limits = self.limits
         sql = limits.check_sql(sql)
@@ -279,17 +297,23 @@ class SqlSandbox:
             raise limits.offset_exceeded()
         started = time.perf_counter()
         cached = self._catalog
-        likely = self.signature(cached[1], grants) if cached is not None else None
+        deidentified = deid is not None
+        likely = self.signature(cached[1], grants, deidentified) if cached is not None else None
         with self._session(likely) as session:
             self._setup_mode(session)
             catalog = self._refresh(session)
-            wanted = self.signature(catalog, grants)
+            wanted = self.signature(catalog, grants, deidentified)
             if session.signature != wanted:
                 self._install(session, wanted)
             explainer = Explainer(catalog, grants, limits)
+            session.deid = deid
             try:
-                return self._run(session, explainer, sql, offset, rows_wanted, started)
+                page = self._run(session, explainer, sql, offset, rows_wanted, started)
+                if deidentified:
+                    page.suppressed = suppress_computed(page.columns, page.rows)
+                return page
             finally:
+                session.deid = None
                 if touched is not None:
                     touched.update(session.auth.touched)
 
