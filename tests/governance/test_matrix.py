@@ -8,7 +8,7 @@ import orjson
 import pytest
 from governance_support import Facts, ctx, who
 
-from fhirgate.errors import AccessDenied, NotFound
+from fhirgate.errors import AccessDenied, InvalidInput, NotFound
 from fhirgate.service.gateway import Gateway
 
 
@@ -248,3 +248,18 @@ def test_no_withheld_item_in_any_output_for_staff(gateway: Gateway, facts: Facts
     }
     assert secret, "the demo has withheld diagnoses to look for"
     assert not [d for d in secret if d in text]
+
+
+def test_sql_views_follow_role_types_and_projections(gateway: Gateway) -> None:
+    billing = who(role="billing")
+    views = {v["name"]: v for v in gateway.list_views(ctx(billing))["views"]}
+    assert not views["observation"]["available"] and "may not see" in views["observation"]["access"]
+    with pytest.raises(AccessDenied):
+        gateway.query_sql(ctx(billing), "SELECT count(*) FROM observation")
+    patient = views["patient"]
+    # Billing's Patient projection keeps name, telecom, address, birthDate... but not generalPractitioner.
+    assert "general_practitioner_id" not in patient["column_names"]
+    assert "general_practitioner_id" in patient["omitted_columns"]["names"]
+    with pytest.raises((AccessDenied, InvalidInput)):
+        gateway.query_sql(ctx(billing), "SELECT general_practitioner_id FROM patient")
+    assert gateway.query_sql(ctx(billing), "SELECT count(*) FROM claim_line")["rows"][0][0] > 0

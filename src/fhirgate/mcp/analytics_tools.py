@@ -28,6 +28,11 @@ _LIMITS = SqlLimits()
 # -- output models (outputSchema) ------------------------------------------------------------------
 
 
+class OmittedColumns(BaseModel):
+    names: list[str]
+    note: str
+
+
 class ViewSummary(BaseModel):
     name: str = Field(description="The view's name: use it as the table name in SQL.")
     title: str
@@ -37,6 +42,9 @@ class ViewSummary(BaseModel):
     available: bool = Field(description="True when you may query this view.")
     access: str = Field(description="Which rows you see, or why the view is not available to you.")
     required_scope: str | None = Field(description="The SMART scope that would make an unavailable view available.")
+    omitted_columns: OmittedColumns | None = Field(
+        default=None, description="Columns your role does not receive (minimum necessary)."
+    )
 
 
 class ListViewsOutput(BaseModel):

@@ -148,7 +148,7 @@ class Analytics:
             st.trail.query_params = [view]
             return {
                 **_summary(info, grant),
-                "columns": [c.as_dict() for c in info.columns],
+                "columns": [c.as_dict() for c in info.columns if c.name not in grant.hidden_columns],
                 "restriction": _restriction(grant),
                 "dates": DATES_NOTE,
             }
@@ -224,16 +224,22 @@ class Analytics:
 
 
 def _summary(info: ViewInfo, grant: ViewGrant) -> dict[str, Any]:
-    return {
+    out = {
         "name": info.name,
         "title": info.title,
         "grain": info.grain,
         "resource_type": info.resource_type,
-        "column_names": list(info.column_names),
+        "column_names": [c for c in info.column_names if c not in grant.hidden_columns],
         "available": grant.allowed,
         "access": grant.detail,
         "required_scope": None if grant.allowed else grant.required_scope,
     }
+    if grant.hidden_columns:
+        out["omitted_columns"] = {
+            "names": list(grant.hidden_columns),
+            "note": "Columns of elements your role does not receive (minimum necessary, 45 CFR 164.502(b)).",
+        }
+    return out
 
 
 def _restriction(grant: ViewGrant) -> dict[str, Any]:

@@ -182,6 +182,8 @@ class Standing:
             excluded_types={t: frozenset(p) for t, p in excluded.items()},
             withheld_labels=frozenset(self.sensitive - self.visible_labels),
             optout_patients=frozenset(optouts),
+            allowed_types=self.role.resource_types,
+            fields=self.role.fields,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -250,7 +252,14 @@ class Governance:
     def row_scope(self, standing: Standing) -> RowScope:
         """standing.row_scope(), cached per Consent state, purpose, actor, visible labels and day."""
         consents = self._consents[1] if self._consents is not None else None
-        key = (id(consents), standing.purpose, standing.actor_refs, standing.visible_labels, standing.today)
+        key = (
+            id(consents),
+            standing.role.name,
+            standing.purpose,
+            standing.actor_refs,
+            standing.visible_labels,
+            standing.today,
+        )
         with self._lock:
             hit = self._scopes.get(key) if consents is standing.consents else None
         if hit is None:

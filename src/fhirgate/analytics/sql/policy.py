@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fhirgate.analytics.sql.catalog import ACTIVITY, DAILY, ViewInfo
 from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
@@ -51,6 +51,9 @@ FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 LABEL_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _PATIENT_KEY = "getReferenceKey(Patient)"
+# The element a column's FHIRPath starts from (`name.first().family` -> name); functions (getResourceKey) are
+# not elements and never hidden.
+_ROOT = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?![A-Za-z0-9]*\()")
 _RESOURCE_KEY = ("getResourceKey()", "id")
 # Derived tables (no `_rid`): a withheld label cannot be filtered out of their rows; they leave
 # LEFT_OUT_LABELS out when built, and are offered only when that matches the caller (see the docstring).
@@ -179,6 +182,8 @@ class ViewGrant:
     detail: str
     required_scope: str | None = None
     rows: RowFilter | None = None
+    # Columns of elements the role's projection leaves out (minimum necessary): not in the caller's view.
+    hidden_columns: tuple[str, ...] = ()
 
     @property
     def patient(self) -> str | None:
@@ -252,8 +257,28 @@ def grant_view(
     grant = _scope_grant(principal, info)
     if (scope is None and facts is None) or not grant.allowed or grant.rows is None:
         return grant  # no governance and nothing known of the derived tables: the scopes alone decide
+    scope = scope or RowScope()
+    for rtype in (info.resource_type, *info.also_reads):
+        if not scope.type_allowed(rtype):
+            detail = f"View {info.name} reads {rtype}, which your role may not see (policy file resource_types)."
+            return _refuse(info, "role.type_not_allowed", detail)
     # Without a scope every patient is visible: the rollup is offered only while it leaves nobody out.
-    return _govern(grant, info, scope or RowScope(), facts or StoreFacts())
+    governed = _govern(grant, info, scope, facts or StoreFacts())
+    hidden = _hidden_columns(info, scope)
+    return replace(governed, hidden_columns=hidden) if governed.allowed and hidden else governed
+
+
+def _hidden_columns(info: ViewInfo, scope: RowScope) -> tuple[str, ...]:
+    """Columns whose source element (the first step of the column's FHIRPath) the role's projection omits."""
+    rule = scope.field_rule(info.resource_type)
+    if rule is None or info.name in DERIVED:  # derived tables hold no element of the type: nothing to project
+        return ()
+    hidden = []
+    for col in info.columns:
+        root = _ROOT.match(col.path or "")
+        if root is not None and not root.group(1).endswith("Key") and not rule.keeps(root.group(1)):
+            hidden.append(col.name)
+    return tuple(hidden)
 
 
 def _refuse(info: ViewInfo, reason: str, detail: str) -> ViewGrant:

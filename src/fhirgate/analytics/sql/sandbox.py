@@ -243,8 +243,10 @@ class SqlSandbox:
             info = catalog.get(name)
             if info is None or not grant.allowed or grant.rows is None:
                 continue
+            keep = [i for i, c in enumerate(info.column_names) if c not in grant.hidden_columns]
             specs = column_specs(info) if deidentified else ()
-            out.append((name, grant.rows.where(), info.column_names, specs))
+            columns = tuple(info.column_names[i] for i in keep)
+            out.append((name, grant.rows.where(), columns, tuple(specs[i] for i in keep) if specs else ()))
         return tuple(out)
 
     def _install(self, session: _Session, signature: Signature) -> None:

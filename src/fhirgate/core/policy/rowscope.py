@@ -9,13 +9,17 @@ care team) narrows further by patient and by label. Searches apply the same rule
 - `excluded_types`: per resource type, patients whose rows of that type a consent denies;
 - `withheld_labels`: security label codes (meta.security) whose resources are withheld;
 - `optout_patients`: the opted-out patients (a subset of `excluded_patients`), so derived aggregate
-  tables that already leave them out (appointment_daily) can still serve the principal.
+  tables that already leave them out (appointment_daily) can still serve the principal;
+- `allowed_types` and `fields`: the role's resource types (None: all) and field projections, so a view
+  over a type the role may not see is not offered and columns of elements it may not see are hidden.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from fhirgate.core.policy.rules import FieldRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,16 @@ class RowScope:
     excluded_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
     withheld_labels: frozenset[str] = frozenset()
     optout_patients: frozenset[str] = frozenset()
+    allowed_types: frozenset[str] | None = None
+    fields: Mapping[str, FieldRule] = field(default_factory=dict)
+
+    def field_rule(self, resource_type: str) -> FieldRule | None:
+        """The role's projection for the type (its own rule, else the `*` rule), or None."""
+        return self.fields.get(resource_type) or self.fields.get("*")
+
+    def type_allowed(self, resource_type: str) -> bool:
+        """Whether the role may see the resource type at all."""
+        return self.allowed_types is None or resource_type in self.allowed_types
 
     @property
     def unrestricted(self) -> bool:
