@@ -263,3 +263,41 @@ def test_sql_views_follow_role_types_and_projections(gateway: Gateway) -> None:
     with pytest.raises((AccessDenied, InvalidInput)):
         gateway.query_sql(ctx(billing), "SELECT general_practitioner_id FROM patient")
     assert gateway.query_sql(ctx(billing), "SELECT count(*) FROM claim_line")["rows"][0][0] > 0
+
+
+def test_record_free_text_is_fenced_and_injections_flagged(gateway: Gateway, facts: Facts) -> None:
+    """Free text comes back fenced; the demo's injected notes are flagged wherever a tool returns them."""
+    described = sorted(
+        r
+        for r, b in facts.bodies.items()
+        if r.startswith("Appointment/") and b.get("description") and facts.visible_to_staff(r)
+    )
+    rtype, rid = described[0].split("/")
+    for fmt in ("compact", "fhir"):
+        out = gateway.read_resource(ctx(STAFF), rtype, rid, format=fmt)
+        assert out["resource"]["description"].startswith("<<<UNTRUSTED-DATA id=") and out["untrusted_text"]
+    injected = sorted(
+        r
+        for r, b in facts.bodies.items()
+        if r.startswith("DocumentReference/") and facts.visible_to_staff(r) and _has_injection(b)
+    )
+    assert injected, "the demo has visible notes with prompt injection"
+    for ref in injected:
+        t, i = ref.split("/")
+        read = gateway.read_resource(ctx(STAFF), t, i, format="fhir")
+        assert read["flagged_text"] and read["flagged_text"][0]["ref"] == ref
+        patient = sorted(facts.patients_of[ref])[0]
+        everything = gateway.patient_everything(ctx(STAFF), patient, types=["DocumentReference"], count=100)
+        assert ref in {f["ref"] for f in everything["flagged_text"]}
+        grep = gateway.grep_record(ctx(STAFF), patient, "instructions|override|disregard", regex=True)
+        assert any(h["flagged"] and h["ref"] == ref for h in grep["hits"])
+    clean = gateway.search_resources(ctx(STAFF), "Observation", {}, count=100)
+    assert "flagged_text" not in clean
+
+
+def _has_injection(body: dict[str, Any]) -> bool:
+    from fhirgate.demo.notes import INJECTIONS
+    from fhirgate.text.attachments import resource_texts
+
+    text = " ".join(t for _, t in resource_texts(body))
+    return any(inj.split(":")[0][:30] in text for inj in INJECTIONS)

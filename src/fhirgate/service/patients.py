@@ -17,7 +17,7 @@ from fhirgate.errors import InvalidInput
 from fhirgate.service.auditing import Trail
 from fhirgate.service.guard import Admitted, Guard
 from fhirgate.service.resources import Services, check_count, check_id, not_found, plan_query
-from fhirgate.service.shaping import page_info, shape
+from fhirgate.service.shaping import page_info
 
 FIND_MAX_COUNT = 50
 # Tool argument -> FHIR Patient search parameter (FHIR R4 Patient search parameters).
@@ -180,7 +180,7 @@ def patient_summary(env: Services, guard: Guard, trail: Trail, *, patient_id: st
             continue
         sections[spec.key] = _section(env, guard, trail, patient_id, spec)
     return {
-        "patient": shape(guard.project(patient.stored), "compact"),
+        "patient": guard.present(patient.stored, "compact"),
         "as_of": today,
         "sections": sections,
         "withheld_sections": withheld,

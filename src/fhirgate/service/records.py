@@ -18,7 +18,7 @@ from fhirgate.service.auditing import Trail
 from fhirgate.service.guard import Guard
 from fhirgate.service.patients import read_patient
 from fhirgate.service.resources import Services, check_count, check_type
-from fhirgate.service.shaping import check_format, page_info, shape
+from fhirgate.service.shaping import check_format, page_info
 from fhirgate.text.attachments import resource_texts
 from fhirgate.text.grep import grep_texts, safe_regex
 from fhirgate.text.untrusted import SOURCE_PATTERN, fence
@@ -110,7 +110,7 @@ def patient_everything(
     return {
         "patient": f"Patient/{patient_id}",
         "format": fmt,
-        "entries": [shape(guard.project(a.stored), fmt) for a in admitted],
+        "entries": [guard.present(a.stored, fmt) for a in admitted],
         "withheld_types": withheld_types,
         "page": page_info(len(admitted), None if withheld else page.total, next_cursor),
         **guard.notes(),

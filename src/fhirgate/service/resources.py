@@ -17,7 +17,7 @@ from fhirgate.errors import InvalidInput, NotFound
 from fhirgate.service.auditing import Trail
 from fhirgate.service.guard import Guard
 from fhirgate.service.paging import Pager
-from fhirgate.service.shaping import check_elements, check_format, check_summary, page_info, shape
+from fhirgate.service.shaping import check_elements, check_format, check_summary, page_info
 from fhirgate.store.contract import FhirStore
 
 # FHIR R4 §2.24.0.1 id
@@ -145,8 +145,8 @@ def search_resources(
     return {
         "resource_type": resource_type,
         "format": fmt,
-        "entries": [shape(guard.project(a.stored), fmt, names, mode) for a in matches],
-        "included": [shape(guard.project(a.stored), fmt, names, mode) for a in included],
+        "entries": [guard.present(a.stored, fmt, names, mode) for a in matches],
+        "included": [guard.present(a.stored, fmt, names, mode) for a in included],
         "page": page_info(len(matches), None if filtered else page.total, next_cursor),
         **guard.notes(),
     }
@@ -170,7 +170,7 @@ def read_resource(
         trail.masked_denial = decision.reason
         raise not_found(resource_type, id)
     trail.touch(stored.ref, patients)
-    return {"ref": stored.ref, "format": fmt, "resource": shape(guard.project(stored), fmt), **guard.notes()}
+    return {"ref": stored.ref, "format": fmt, "resource": guard.present(stored, fmt), **guard.notes()}
 
 
 def not_found(resource_type: str, id: str) -> NotFound:
