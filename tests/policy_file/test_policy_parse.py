@@ -334,3 +334,16 @@ def test_validate_element_accessors_serve_the_parser() -> None:
     parsed = parse_policy(with_role(fields={"Observation": {"include": ["value[x]", "effectiveDateTime"]}}), "t")
     include = parsed.role("clinician").fields["Observation"].include
     assert include is not None and validate.choice_forms("Observation")["value"] <= include  # type: ignore[index]
+
+
+def test_optout_aggregates_true_is_refused_not_ignored() -> None:
+    from fhirgate.core.policy.rules import PolicyError, load_policy_text
+
+    text = (
+        'version = 1\ndefault_role = "a"\npractitioner_role = "a"\npatient_role = "p"\n'
+        '[roles.a]\naccess = "practice"\nresource_types = "*"\noptout_aggregates = true\n'
+        '[roles.p]\naccess = "own-record"\nresource_types = "*"\npurposes = ["PATRQT"]\n'
+    )
+    with pytest.raises(PolicyError) as info:
+        load_policy_text(text, "t")
+    assert any(i.startswith("roles.a.optout_aggregates: true is not supported yet") for i in info.value.issues)

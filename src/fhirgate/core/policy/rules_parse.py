@@ -275,6 +275,13 @@ class _Parser:
             fields[rtype] = self.field_rule(rule, f"{p}.fields.{rtype}", (rtype,) if rtype != "*" else role_types)
         tools = self.codes(t.get("tools", "*"), f"{p}.tools", KNOWN_TOOLS, "tool", star=True)
         rate = self.rate(t["rate"], f"{p}.rate") if "rate" in t else None
+        optout_aggregates = self.boolean(t.get("optout_aggregates", False), f"{p}.optout_aggregates")
+        if optout_aggregates:
+            # Refused rather than accepted and ignored: opted-out patients are left out of every count today.
+            self.add(
+                f"{p}.optout_aggregates",
+                "true is not supported yet: opted-out patients are left out of every count; remove it or set false",
+            )
         return Role(
             name=name,
             description=description,
@@ -287,7 +294,7 @@ class _Parser:
             break_glass_minutes=bg_minutes,
             break_glass_sensitive=bg_sens,
             deidentify=self.boolean(t.get("deidentify", False), f"{p}.deidentify"),
-            optout_aggregates=self.boolean(t.get("optout_aggregates", False), f"{p}.optout_aggregates"),
+            optout_aggregates=optout_aggregates,
             fields=MappingProxyType(fields),
             tools=tools,
             rate=rate,
