@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_policy import unlimited_policy
+
 from fhirgate.analytics.reports.registry import reports
 from fhirgate.audit.record import AuditRecord
 from fhirgate.config import DataDir
@@ -25,6 +27,7 @@ from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.scopes import ScopeSet
 from fhirgate.service.context import RequestContext
 from fhirgate.service.gateway import Gateway
+from fhirgate.service.governance import Governance
 from fhirgate.store.factory import open_store
 
 
@@ -61,7 +64,7 @@ def time_report(gw: Gateway, who: Principal, name: str, params: dict[str, Any], 
 def bench_dir(path: Path, repeat: int, today: str) -> dict[str, Any]:
     store = open_store(DataDir(path), create=False)
     counts = store.counts()
-    gw = Gateway(store, NullSink(), b"b" * 32)
+    gw = Gateway(store, NullSink(), b"b" * 32, governance=Governance(unlimited_policy(), store))
     try:
         user = principal("user/*.rs")
         first = gw.run_report(RequestContext(user), "patients_not_seen", {"today": today, "limit": 1})

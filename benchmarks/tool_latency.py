@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from bench_policy import unlimited_policy_file
 
 from fhirgate.app import create_http_app
 from fhirgate.auth.devissuer import DevIssuer
@@ -93,7 +94,12 @@ def main() -> int:
     data_dir.update_settings("server", {"resource_url": url})
     token = DevIssuer.load_or_create(data_dir.keys_dir).mint(scope="user/*.rs", audience=url, ttl_seconds=3600)
     server = uvicorn.Server(
-        uvicorn.Config(create_http_app(data_dir, key=None), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_http_app(data_dir, key=None, policy_file=str(unlimited_policy_file(data_dir.path))),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -34,6 +34,8 @@ RID_COLUMN = "_rid"
 DEID_FUNCTION = "fg_deid"
 # Store tables an inner view's WHERE may read (withheld-label filter), with the columns it uses.
 _FILTER_TABLES = {"ix_token": frozenset({"rid", "pid", "code"}), "params": frozenset({"pid", "code", "rtype"})}
+# Temp tables of labelled resource rowids the sandbox keeps (policy.labelled_table); inner views only.
+LABELLED_PREFIX = "fg_lab_"
 _SQLITE_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
 
 # Functions a query may call: SQLite core scalar, aggregate, window, date/time, math and JSON functions
@@ -118,6 +120,8 @@ class ViewAuthorizer:
         if column == "":
             return self._row_read(table, db)
         if db == "temp":
+            if table.startswith(LABELLED_PREFIX) and via in self.inner:
+                return apsw.SQLITE_OK  # an inner view's withheld-label filter (policy.labelled_table)
             if table in self.views:
                 self.touched.add(table)
                 return apsw.SQLITE_OK

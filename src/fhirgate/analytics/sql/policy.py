@@ -33,10 +33,13 @@ codes are validated before they are inlined into SQL.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
+from fhirgate.analytics.sql.authorizer import LABELLED_PREFIX as AUTH_LABELLED_PREFIX
 from fhirgate.analytics.sql.catalog import ACTIVITY, DAILY, ViewInfo
 from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
 from fhirgate.core.fhir.definitions import compartment_params
@@ -97,6 +100,23 @@ def _sql_ids(ids: frozenset[str], param: str) -> str:
     return ", ".join(f"'{v}'" for v in sorted(ids))
 
 
+LABELLED_PREFIX = AUTH_LABELLED_PREFIX
+
+
+def labelled_table(rtype: str, labels: frozenset[str]) -> str:
+    """The temp table holding the `resources.rid`s of `rtype` that carry any of `labels` (sandbox keeps it)."""
+    digest = hashlib.sha256(",".join(sorted(labels)).encode()).hexdigest()[:12]
+    return f"{LABELLED_PREFIX}{rtype.lower()}_{digest}"
+
+
+def labelled_select(rtype: str, labels: frozenset[str]) -> str:
+    """The query that fills labelled_table(rtype, labels) from the store's `_security` index."""
+    return (
+        "SELECT DISTINCT t.rid FROM main.ix_token t WHERE t.pid IN (SELECT pid FROM main.params "
+        f"WHERE code = '_security' AND rtype = '{rtype}') AND t.code IN ({_sql_labels(labels)})"
+    )
+
+
 def _sql_labels(labels: frozenset[str]) -> str:
     for value in labels:
         if not LABEL_CODE.fullmatch(value):
@@ -125,6 +145,9 @@ class RowFilter:
 
     def where(self) -> str:
         """The SQL WHERE condition of the filter ('' for all rows); ids and codes are validated first."""
+        return _where(self)
+
+    def _build(self) -> str:
         parts: list[str] = []
         col = f'"{self.column}"' if self.column is not None else None
         if col is not None and self.patient is not None:
@@ -140,10 +163,10 @@ class RowFilter:
         if self.labels:
             if self.rtype is None or not _TYPE_NAME.fullmatch(self.rtype):
                 raise InvalidInput("rtype", "not a resource type name", "e.g. Appointment")
-            parts.append(
-                '"_rid" NOT IN (SELECT t.rid FROM main.ix_token t WHERE t.pid IN (SELECT pid FROM main.params '
-                f"WHERE code = '_security' AND rtype = '{self.rtype}') AND t.code IN ({_sql_labels(self.labels)}))"
-            )
+            _sql_labels(self.labels)  # validates every code
+            # The labelled resources sit in a temp table the sandbox keeps current (one lookup per row, no list
+            # of thousands of rowids rebuilt on every query): labelled_table() names it.
+            parts.append(f'"_rid" NOT IN (SELECT rid FROM temp."{labelled_table(self.rtype, self.labels)}")')
         return " AND ".join(parts)
 
     def describe(self) -> str:
@@ -170,6 +193,12 @@ class RowFilter:
     def governed(self) -> bool:
         """Whether governance (not only the SMART scope) restricts these rows."""
         return self.only is not None or bool(self.excluded or self.labels or self.note)
+
+
+@lru_cache(maxsize=512)
+def _where(rows: RowFilter) -> str:
+    """RowFilter.where, built once per distinct filter (the sandbox asks for it on every query)."""
+    return rows._build()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +331,9 @@ def _govern(grant: ViewGrant, info: ViewInfo, scope: RowScope, facts: StoreFacts
     types = (info.resource_type, *info.also_reads)
     excluded = frozenset[str]().union(*(scope.excluded_for(t) for t in types))
     only, labels = scope.only_patients, scope.withheld_labels
+    if rows.patient is not None:  # confined to one patient: no other patient's exclusion can matter
+        excluded &= {rows.patient}
+        only = None if only is None else only & {rows.patient}
     ids = excluded | (only or frozenset())
     if not all(FHIR_ID.fullmatch(p) for p in ids) or not all(LABEL_CODE.fullmatch(c) for c in labels):
         return _refuse(info, "governance.invalid_scope", "Your row scope names an invalid patient id or label.")

@@ -34,7 +34,14 @@ from fhirgate.analytics.sql.catalog import ViewInfo, builtin_views, view_from_de
 from fhirgate.analytics.sql.deid_views import DeidContext, column_specs, deid_cell, select_list, suppress_computed
 from fhirgate.analytics.sql.diagnostics import Explainer
 from fhirgate.analytics.sql.limits import SqlLimits
-from fhirgate.analytics.sql.policy import DERIVED_TYPES, LABEL_CODE, StoreFacts, ViewGrant
+from fhirgate.analytics.sql.policy import (
+    DERIVED_TYPES,
+    LABEL_CODE,
+    StoreFacts,
+    ViewGrant,
+    labelled_select,
+    labelled_table,
+)
 from fhirgate.analytics.views import rollup, summary
 from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
 from fhirgate.database import open_sqlite
@@ -73,6 +80,7 @@ class _Session:
     schema_version: int = -1
     deadline: float = 0.0
     deid: DeidContext | None = None  # the current caller's, while a de-identified query runs
+    labelled: dict[str, int] = field(default_factory=dict)  # labelled-rid temp table -> data_version filled at
 
 
 def _quote(name: str) -> str:
@@ -275,6 +283,28 @@ class SqlSandbox:
         auth.install({name: frozenset(columns) for name, _, columns, _ in signature}, unfiltered, frozenset(names))
         session.signature = signature
 
+    @staticmethod
+    def _labelled(session: _Session, grants: Mapping[str, ViewGrant]) -> None:
+        """Create or refill the temp tables of labelled resources the grants' row filters read (setup mode).
+
+        Refilled whenever the store changed since (PRAGMA data_version), so a newly labelled resource is
+        withheld from the next query on.
+        """
+        conn = session.conn
+        version = int(str(conn.execute("PRAGMA main.data_version").fetchall()[0][0]))
+        needed = {
+            labelled_table(g.rows.rtype, g.rows.labels): (g.rows.rtype, g.rows.labels)
+            for g in grants.values()
+            if g.allowed and g.rows is not None and g.rows.labels and g.rows.rtype is not None
+        }
+        for name, (rtype, labels) in needed.items():
+            if session.labelled.get(name) == version:
+                continue
+            conn.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{name}"(rid INTEGER PRIMARY KEY)')
+            conn.execute(f'DELETE FROM temp."{name}"')
+            conn.execute(f'INSERT INTO temp."{name}"(rid) {labelled_select(rtype, labels)}')
+            session.labelled[name] = version
+
     # -- running one statement -----------------------------------------------------------------------
 
     def query(
@@ -305,6 +335,7 @@ class SqlSandbox:
             self._setup_mode(session)
             catalog = self._refresh(session)
             wanted = self.signature(catalog, grants, deidentified)
+            self._labelled(session, grants)
             if session.signature != wanted:
                 self._install(session, wanted)
             explainer = Explainer(catalog, grants, limits)
