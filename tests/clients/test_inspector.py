@@ -34,7 +34,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str,
     data = tmp_path_factory.mktemp("inspector") / "data"
     port = free_port()
     make_demo(data, port)
-    token = fhirgate("token", "--data", str(data), "--scope", "user/*.rs", "--fhir-user", "Practitioner/demo").strip()
+    # A practice-wide role (a clinician's fhirUser alone would confine it to that practitioner's care team).
+    token = fhirgate(
+        "token",
+        "--data",
+        str(data),
+        "--scope",
+        "user/*.rs",
+        "--fhir-user",
+        "Practitioner/demo",
+        "--role",
+        "practice_staff",
+    ).strip()
     with running_server(data, port) as url:
         yield data, url, token
 
