@@ -129,3 +129,33 @@ def test_policy_from_settings_and_invalid_policy_refuses_to_start(facts: Facts, 
     with pytest.raises(ConfigError) as info:
         build_gateway(facts.data_dir, key=None, policy=resolve_policy(data))
     assert "strict.toml" in info.value.message
+
+
+def test_two_workers_share_rate_limits_through_redis(facts: Facts) -> None:
+    """Two gateways (as two server processes would) with the policy's redis_url: one bucket per principal."""
+    import uuid
+
+    from fhirgate.ratelimit.redis_store import RedisRateLimiter
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        prefix = f"fhirgate:test:{uuid.uuid4().hex}:"
+        limiters = [RedisRateLimiter(url, prefix=prefix) for _ in range(2)]
+    except Exception:  # no Redis here: nothing to share
+        pytest.skip("Redis not reachable at 127.0.0.1:6379")
+    from fhirgate.core.policy.rules import load_policy_text
+
+    policy = load_policy_text(TIGHT, "test")
+    store = open_store(facts.data_dir, create=False)
+    gateways = [
+        Gateway(store, ListSink(), b"c" * 32, governance=Governance(policy, store, limiter=lim)) for lim in limiters
+    ]
+    p = who(sub=f"shared-{uuid.uuid4().hex}")
+    gateways[0].whoami(ctx(p))
+    gateways[1].whoami(ctx(p))
+    gateways[0].whoami(ctx(p))  # 3 of 3 tokens, taken through two workers
+    with pytest.raises(RateLimited):
+        gateways[1].whoami(ctx(p))
+    for lim in limiters:
+        lim.close()
+    store.close()
