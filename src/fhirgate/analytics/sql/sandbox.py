@@ -251,9 +251,10 @@ class SqlSandbox:
             info = catalog.get(name)
             if info is None or not grant.allowed or grant.rows is None:
                 continue
-            keep = [i for i, c in enumerate(info.column_names) if c not in grant.hidden_columns]
+            names = info.column_names  # a computed property: read once
+            keep = [i for i, c in enumerate(names) if c not in grant.hidden_columns]
             specs = column_specs(info) if deidentified else ()
-            columns = tuple(info.column_names[i] for i in keep)
+            columns = tuple(names[i] for i in keep)
             out.append((name, grant.rows.where(), columns, tuple(specs[i] for i in keep) if specs else ()))
         return tuple(out)
 
