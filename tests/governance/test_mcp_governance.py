@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from governance_support import Facts, who
+from governance_support import Facts, ctx, who
 from mcp.client import Client
 
 from fhirgate.core.policy.principal import Principal
@@ -24,7 +24,7 @@ async def test_tools_list_follows_the_role(gateway: Gateway, facts: Facts) -> No
     desk = await _tools(gateway, who(role="front_desk"))
     assert "patient_summary" not in desk and "query_sql" not in desk and "find_patients" in desk
     analyst = await _tools(gateway, who(role="analyst"))
-    assert analyst == {"whoami", "list_views", "describe_view", "query_sql"}  # lookup_code: not built yet
+    assert analyst == {"whoami", "list_views", "describe_view", "query_sql", "lookup_code"}
     doc = await _tools(gateway, who(fhir_user=facts.practitioner))
     assert "break_glass" in doc
     assert "audit_disclosures" in await _tools(gateway, who(role="compliance"))
@@ -40,6 +40,7 @@ async def test_governance_tools_over_mcp(gateway: Gateway, facts: Facts) -> None
         assert short.is_error and "reason" in short.content[0].text  # type: ignore[union-attr]
     compliance = who(role="compliance", sub="privacy-officer")
     patient = sorted(facts.care_team - facts.optouts)[0]
+    gateway.patient_summary(ctx(who(sub="reader")), patient)  # one disclosure to account for
     async with Client(build_server(gateway, transport="in-memory", principal=compliance)) as client:
         res = await client.call_tool("audit_disclosures", {"patient_id": patient})
         assert not res.is_error, res.content

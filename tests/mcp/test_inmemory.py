@@ -13,6 +13,7 @@ from mcp_support import audit_count, audit_tail, principal
 from fhirgate.mcp.analytics_tools import ANALYTICS_TOOL_NAMES
 from fhirgate.mcp.governance_tools import GOVERNANCE_TOOL_NAMES
 from fhirgate.mcp.report_tools import REPORT_TOOL_NAMES
+from fhirgate.mcp.terminology_tools import TERMINOLOGY_TOOL_NAMES
 from fhirgate.mcp.tools import TOOL_NAMES
 from fhirgate.service.gateway import Gateway
 from mcp import Client
@@ -28,6 +29,7 @@ async def test_list_tools_contract(make_server: Any, mode: str) -> None:
         assert client.protocol_version == expected
         tools = {t.name: t for t in (await client.list_tools()).tools}
     every = set(TOOL_NAMES) | set(ANALYTICS_TOOL_NAMES) | set(REPORT_TOOL_NAMES) | set(GOVERNANCE_TOOL_NAMES)
+    every |= set(TERMINOLOGY_TOOL_NAMES)
     # USER has the default policy's practice_staff role: no break-glass, no accounting of disclosures.
     assert set(tools) == every - {"break_glass", "audit_disclosures"}
     for tool in tools.values():

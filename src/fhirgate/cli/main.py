@@ -8,7 +8,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fhirgate import __version__
-from fhirgate.cli import audit_cmd, auth_cmd, config_cmd, data_cmd, policy_cmd, report_cmd, serve_cmd, views_cmd
+from fhirgate.cli import (
+    audit_cmd,
+    auth_cmd,
+    codes_cmd,
+    config_cmd,
+    data_cmd,
+    policy_cmd,
+    report_cmd,
+    serve_cmd,
+    views_cmd,
+)
 from fhirgate.config import DEFAULT_DATA_DIR
 from fhirgate.errors import FhirgateError
 
@@ -49,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         views_cmd.register,
         report_cmd.register,
         policy_cmd.register,
+        codes_cmd.register,
     ):
         register(sub, _data_option)
     return parser

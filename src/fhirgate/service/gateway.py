@@ -406,3 +406,27 @@ class Gateway:
             ),
             "run_report",
         )
+
+    # -- terminology (fhirgate.terminology) -------------------------------------------------------
+
+    def lookup_code(
+        self,
+        ctx: RequestContext,
+        *,
+        text: str | None = None,
+        code: str | None = None,
+        system: str | None = None,
+        limit: int = 10,
+    ) -> dict[str, Any]:
+        """Clinical words -> ranked candidate codes, or a code -> its display and ICD-10-CM hierarchy (no patient)."""
+        from fhirgate.service import terminology
+
+        trail = Trail("lookup", arguments={"text": text, "code": code, "system": system, "limit": limit})
+        return self._run(
+            ctx,
+            trail,
+            lambda g: terminology.lookup_code(
+                terminology.terminology_of(self, self.store), g, text=text, code=code, system=system, limit=limit
+            ),
+            "lookup_code",
+        )

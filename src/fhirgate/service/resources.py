@@ -15,6 +15,7 @@ from fhirgate.core.fhir.definitions import SUPPORTED_TYPES, is_supported
 from fhirgate.core.fhir.search import MAX_COUNT, Clause, SearchQuery, parse_search
 from fhirgate.errors import InvalidInput, NotFound
 from fhirgate.service.auditing import Trail
+from fhirgate.service.code_expansion import expand_code_below
 from fhirgate.service.guard import Guard
 from fhirgate.service.paging import Pager
 from fhirgate.service.shaping import check_elements, check_format, check_summary, page_info
@@ -126,6 +127,7 @@ def search_resources(
     check_type(resource_type)
     pairs = flatten_params(params)
     trail.query_params = [name for name, _ in pairs]
+    pairs = expand_code_below(resource_type, pairs)  # ICD-10-CM code:below -> the code and its descendants
     count = check_count(count, MAX_COUNT)
     fmt = check_format(fmt)
     names = check_elements(elements)
