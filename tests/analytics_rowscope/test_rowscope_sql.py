@@ -143,7 +143,7 @@ def test_facts_report_the_labels_present_on_summarized_types(whole: Practice, bo
     withheld = frozenset({"NORDSCLCD", "MH"})
     facts = box.facts(withheld)
     assert facts.looked_up >= SENSITIVE | withheld
-    assert facts.current == {"patient_activity", "appointment_daily"}
+    assert facts.current == {"patient_activity", "appointment_daily", "billing_daily"}
     for name, types in SUMMARIZED.items():
         assert facts.present(types) == present(whole, types, SENSITIVE | withheld), name
     assert {"PSY", "R", "NORDSCLCD"} <= facts.present(("Claim",))  # the demo labels psychotherapy claims

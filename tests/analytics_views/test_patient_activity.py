@@ -7,25 +7,40 @@ label (helpers.SENSITIVE), as the summary does; a write that adds or removes suc
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
+import apsw
+import orjson
 import pytest
 from helpers import SENSITIVE, labelled_ids, q
 
+from fhirgate.analytics.reports.registry import get_report, run
 from fhirgate.errors import ValidationFailed
 from fhirgate.store.sqlite.store import SqliteStore
 
 NOT_BILLED = {"draft", "cancelled", "entered-in-error"}
 
 
-def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
+Row = tuple[Any, Any, Any, float, Any, int]
+
+
+def expected(store: SqliteStore) -> dict[str, Row]:
     """The summary recomputed in Python from the view rows (independent of the maintained SQL), without the
-    rows of resources carrying a sensitive label."""
+    rows of resources carrying a sensitive label. `active`: the raw Patient resource says active true and
+    has no deceased[x] other than deceasedBoolean false (and carries no sensitive label)."""
     out: dict[str, list[Any]] = {}
-    hidden = {t: labelled_ids(store, t) for t in ("Appointment", "Claim", "Invoice")}
+    hidden = {t: labelled_ids(store, t) for t in ("Patient", "Appointment", "Claim", "Invoice")}
 
     def row(pid: str) -> list[Any]:
-        return out.setdefault(pid, [None, None, 0.0, None, None])
+        return out.setdefault(pid, [None, None, 0.0, None, None, 0])
+
+    for item in store.iter_type("Patient"):
+        body = item.body
+        if body["id"] in hidden["Patient"]:
+            continue
+        deceased = "deceasedDateTime" in body or body.get("deceasedBoolean") is True
+        row(str(body["id"]))[5] = int(body.get("active") is True and not deceased)
 
     appts = "SELECT id, patient_id, status, start_time, created, practitioner_id FROM appointment"
     for aid, pid, status, start, created, prac in q(store, appts):
@@ -47,16 +62,16 @@ def expected(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
             r = row(pid)
             if status is not None and status not in NOT_BILLED and amount is not None:
                 r[2] += amount
-    return {pid: (r[0], r[3][1] if r[3] else None, r[1], round(r[2], 6), r[4]) for pid, r in out.items()}
+    return {pid: (r[0], r[3][1] if r[3] else None, r[1], round(r[2], 6), r[4], r[5]) for pid, r in out.items()}
 
 
-def stored(store: SqliteStore) -> dict[str, tuple[Any, Any, Any, float, Any]]:
+def stored(store: SqliteStore) -> dict[str, Row]:
     cols = (
         "patient_id, last_fulfilled_start, last_fulfilled_practitioner, last_activity, lifetime_billed, "
-        "first_fulfilled_start"
+        "first_fulfilled_start, active"
     )
     rows = q(store, f"SELECT {cols} FROM patient_activity")
-    return {str(p): (f, fp, a, round(b, 6), ff) for p, f, fp, a, b, ff in rows}
+    return {str(p): (f, fp, a, round(b, 6), ff, act) for p, f, fp, a, b, ff, act in rows}
 
 
 def _body(store: SqliteStore, rtype: str, id_: str) -> dict[str, Any]:
@@ -179,7 +194,7 @@ def test_adding_and_removing_a_label_moves_the_patients_total(fresh: SqliteStore
     fresh.write([body])
     got = stored(fresh)
     assert got == expected(fresh)
-    assert round(got.get(pid, (0, 0, 0, 0.0))[3], 6) == round(before - amount, 6)
+    assert round(got.get(pid, (0, 0, 0, 0.0, 0, 0))[3], 6) == round(before - amount, 6)
     # A label outside the sensitive set changes nothing.
     body["meta"]["security"] = [{"system": PSY["system"], "code": "NORDSCLCD"}]
     fresh.write([body])
@@ -214,3 +229,106 @@ def test_a_summary_of_an_older_version_is_rebuilt_on_open(fresh: SqliteStore) ->
     fresh.run_write(derived.prepare)
     assert summary.current(conn)
     assert stored(fresh) == want == expected(fresh)
+
+
+def test_every_patient_has_a_row_with_its_panel_flag(practice: SqliteStore) -> None:
+    got = stored(practice)
+    patients = {str(i.body["id"]) for i in practice.iter_type("Patient")} - labelled_ids(practice, "Patient")
+    assert patients <= set(got)
+    assert all(got[p][5] == 1 for p in patients), "the small demo practice's patients are all active"
+    assert got == expected(practice)
+
+
+def test_patient_writes_move_the_panel_flag(fresh: SqliteStore) -> None:
+    pid = next(p for p, v in stored(fresh).items() if v[5] == 1 and v[0] is not None)
+    body = _body(fresh, "Patient", pid)
+    body["active"] = False
+    fresh.write([body])
+    assert stored(fresh)[pid][5] == 0
+    assert stored(fresh) == expected(fresh)
+    body["active"] = True
+    body["deceasedDateTime"] = "2026-01-02"
+    fresh.write([body])
+    assert stored(fresh)[pid][5] == 0
+    del body["deceasedDateTime"]
+    body["deceasedBoolean"] = False
+    fresh.write([body])
+    assert stored(fresh)[pid][5] == 1
+    body.setdefault("meta", {})["security"] = [PSY]  # a labelled Patient is left out: not in the panel
+    fresh.write([body])
+    assert stored(fresh)[pid][5] == 0
+    assert stored(fresh)[pid][0] is not None, "the patient's visits are still summarized"
+    assert stored(fresh) == expected(fresh)
+    new = {"resourceType": "Patient", "id": "pa-only", "active": True}
+    fresh.write([new])
+    assert stored(fresh)["pa-only"] == (None, None, None, 0.0, None, 1)
+    assert fresh.delete("Patient", "pa-only")
+    assert "pa-only" not in stored(fresh)
+    assert stored(fresh) == expected(fresh)
+
+
+# The reports reading patient_activity, with parameter sets that page through the lists (offsets past the
+# never-seen patients, past the end) besides the whole list.
+TODAY = dt.date(2026, 11, 21)
+PAGED = {
+    "patients_not_seen": [
+        {"days": d, "limit": lim, "offset": off}
+        for d in (30, 90, 3650)
+        for lim, off in ((200, 0), (3, 0), (2, 3), (4, 9))
+    ]
+    + [{"days": 90, "limit": 5, "offset": 500}]
+    # The practice's own today (some patients seen in the window), one row per page.
+    + [{"today": "2026-07-01", "days": d, "limit": 1, "offset": off} for d in (30, 90) for off in range(0, 14, 2)],
+    "lapsed_high_value_patients": [
+        {"months": m, "limit": lim, "offset": off, "min_billed": b}
+        for m in (1, 6, 24)
+        for lim, off in ((200, 0), (2, 1), (3, 5))
+        for b in (0, 500)
+    ],
+    "new_vs_returning_patients": [{"period": "last_90_days"}, {"start": "2025-01-01", "end": "2026-01-01"}],
+}
+
+
+def _query(conn: apsw.Connection) -> Any:
+    def query(sql: str, max_rows: int) -> list[dict[str, Any]]:
+        cur = conn.execute(sql)
+        try:
+            cols = [d[0] for d in cur.getdescription()]
+        except apsw.ExecutionCompleteError:  # no rows
+            return []
+        return [dict(zip(cols, r, strict=True)) for r in cur][:max_rows]
+
+    return query
+
+
+@pytest.mark.parametrize("name", sorted(PAGED))
+def test_reports_page_the_same_rows_from_the_summary_and_the_views(fresh: SqliteStore, name: str) -> None:
+    """Every page and count of the reports is the same read from patient_activity's indexes as from the views,
+    with a sensitive-labelled active patient (left out of the summary, withheld from the scan), an active
+    patient with no visits and one whose only fulfilled visit is after `today`."""
+    seen = next(p for p, v in stored(fresh).items() if v[5] == 1 and v[0] is not None)
+    body = _body(fresh, "Patient", seen)
+    body.setdefault("meta", {})["security"] = [PSY]
+    later = {"resourceType": "Appointment", "id": "pa-later", "status": "fulfilled", "start": "2027-03-01T09:00:00Z",
+             "participant": [{"actor": {"reference": "Patient/pa-future"}, "status": "accepted"}]}  # fmt: skip
+    fresh.write([body, {"resourceType": "Patient", "id": "pa-idle", "active": True}, later,
+                 {"resourceType": "Patient", "id": "pa-future", "active": True}])  # fmt: skip
+    conn = fresh._conn()
+    hidden = {t: labelled_ids(fresh, t) for t in ("Patient", "Appointment", "Claim", "Invoice")}
+    assert hidden["Patient"]
+    views = {"patient": "Patient", "appointment": "Appointment", "claim_line": "Claim", "invoice_line": "Invoice"}
+    for view, rtype in views.items():
+        ids = ", ".join(f"'{i}'" for i in sorted(hidden[rtype])) or "''"
+        conn.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM main.{view} WHERE id NOT IN ({ids})")
+    base = ["patient", "appointment", "practitioner", "claim_line", "invoice_line"]
+    try:
+        for params in PAGED[name]:
+            given = {"today": "2026-11-21", **params}
+            out = []
+            for available in (base, [*base, "patient_activity"]):
+                result = run(get_report(name), given, _query(conn), available=available, today=TODAY)[0]
+                out.append(orjson.dumps([result.rows, result.headline, result.summary, result.total_rows]))
+            assert out[0] == out[1], (name, params)
+    finally:
+        for view in views:
+            conn.execute(f"DROP VIEW temp.{view}")

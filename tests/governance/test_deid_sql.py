@@ -15,7 +15,7 @@ from fhirgate.service.gateway import Gateway
 ANALYST = who(role="analyst", sub="analyst-1")
 VIEWS = (
     "patient", "practitioner", "appointment", "encounter", "condition", "observation", "medication_request",
-    "immunization", "allergy", "claim_line", "invoice_line", "coverage", "patient_activity",
+    "immunization", "allergy", "claim_line", "invoice_line", "coverage", "patient_activity", "billing_daily",
     "appointment_daily",
 )  # fmt: skip
 FULL_DATE = re.compile(r"\b(19|20)\d{2}-\d{2}-\d{2}")

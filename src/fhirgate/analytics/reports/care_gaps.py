@@ -32,12 +32,18 @@ def build_diabetes_without_a1c(ctx: ReportContext) -> ReportResult:
         "GROUP BY patient_id), "
         "panel AS (SELECT dm.*, p.family, p.given FROM dm JOIN patient p ON p.id = dm.patient_id "
         "WHERE p.active = 1 AND coalesce(p.deceased, 0) = 0), "
-        f"x AS (SELECT panel.* FROM panel), y AS (SELECT x.*, (SELECT max(o.effective) {a1c}) AS last FROM x) "
-        f"SELECT y.*, (SELECT o.value FROM observation o WHERE o.code = '{A1C}' AND o.patient_id = y.patient_id "
-        f"AND o.system = '{LOINC}' AND o.status IN {RESULT_STATUSES} AND o.effective = y.last LIMIT 1) AS value, "
-        "count(*) OVER () AS gaps, sum(last IS NULL) OVER () AS never, (SELECT count(*) FROM panel) AS diabetics "
-        f"FROM y WHERE last IS NULL OR last < {sql_date(cutoff)} ORDER BY last IS NOT NULL, last, patient_id"
-        + ctx.page_sql()
+        # The latest result: one backward seek of the (code, patient_id, effective, ...) index per diabetic (the
+        # first row passing system and status), not a walk over all of their results; NULLs sort last there, so
+        # it is max(effective). y is materialized: one probe per diabetic, and the diabetics are counted from it
+        # (not by a second scan of the patient view). The value is looked up only for the page of rows returned.
+        f"x AS (SELECT panel.* FROM panel), y AS MATERIALIZED (SELECT x.*, (SELECT o.effective {a1c} "
+        "ORDER BY o.effective DESC LIMIT 1) AS last FROM x), "
+        "z AS MATERIALIZED (SELECT y.*, count(*) OVER () AS gaps, sum(last IS NULL) OVER () AS never, "
+        f"(SELECT count(*) FROM y) AS diabetics FROM y WHERE last IS NULL OR last < {sql_date(cutoff)} "
+        f"ORDER BY last IS NOT NULL, last, patient_id{ctx.page_sql()}) "
+        f"SELECT z.*, (SELECT o.value FROM observation o WHERE o.code = '{A1C}' AND o.patient_id = z.patient_id "
+        f"AND o.system = '{LOINC}' AND o.status IN {RESULT_STATUSES} AND o.effective = z.last LIMIT 1) AS value "
+        "FROM z ORDER BY last IS NOT NULL, last, patient_id"
     )
     raw = ctx.query(sql, ctx.limit)
     rows = [

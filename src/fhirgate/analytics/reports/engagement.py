@@ -38,6 +38,77 @@ def _split_last(value: Any) -> tuple[str | None, str | None]:
 # -- patients_not_seen ----------------------------------------------------------------------------------
 
 
+def _not_seen_from_summary(ctx: ReportContext, lo: str, hi: str) -> list[dict[str, Any]]:
+    """The page and counts of patients_not_seen (whole panel) from patient_activity's indexes.
+
+    Every visible patient_activity row with active = 1 is a panel patient (its Patient resource is active, not
+    deceased, unlabelled; the summary is offered only when its exclusions include the patient view's), so:
+    never = panel - active rows with a fulfilled visit before `hi`; not seen with a last visit = active rows whose
+    last fulfilled visit is before `lo`, plus the rare ones whose latest is after the window (probed). The panel
+    is counted in the patient view; when it holds patients without a visible summary row (consent excluding
+    only appointments or billing for them), they are never seen and the never-seen list walks the patient view
+    instead of the summary. Same rows, order and counts as the scanning query.
+    """
+    depth = ctx.limit + ctx.offset
+    fulfilled_in = (
+        "SELECT 1 FROM appointment a WHERE a.patient_id = s.patient_id AND a.status = 'fulfilled' "
+        f"AND a.start_time >= {lo} AND a.start_time < {hi}"
+    )
+    counts_sql = (
+        f"SELECT (SELECT count(*) FROM patient WHERE active = 1 AND coalesce(deceased, 0) = 0) AS panel_size, "
+        "(SELECT count(*) FROM patient_activity WHERE active = 1) AS summarized, "
+        "(SELECT count(*) FROM patient_activity WHERE active = 1 AND (first_fulfilled_start IS NULL OR "
+        f"first_fulfilled_start >= {hi})) AS unvisited, "
+        f"(SELECT count(*) FROM patient_activity WHERE active = 1 AND last_fulfilled_start < {lo}) AS old"
+    )
+    counts = ctx.query(counts_sql, 1)[0]
+    panel, old = num(counts["panel_size"]), num(counts["old"])
+    ever = num(counts["summarized"]) - num(counts["unvisited"])  # active rows with a fulfilled visit before hi
+    # Not seen, last visit before the window, a fulfilled visit after it (not in it): their last is probed.
+    later = (
+        "SELECT s.patient_id AS id, (SELECT a.start_time || '|' || coalesce(a.practitioner_id, '') "
+        "FROM appointment a WHERE a.patient_id = s.patient_id AND a.status = 'fulfilled' "
+        f"AND a.start_time < {lo} ORDER BY a.start_time DESC LIMIT 1) AS last FROM patient_activity s "
+        f"WHERE s.active = 1 AND s.last_fulfilled_start >= {hi} AND +s.first_fulfilled_start < {lo} "
+        f"AND NOT EXISTS ({fulfilled_in})"
+    )
+    late = ctx.query(f"SELECT count(*) AS n FROM ({later})", 1)[0]
+    never = panel - ever
+    if num(counts["summarized"]) == panel:  # every panel patient has a row: never seen = no visit before hi
+        nv = (
+            "SELECT id, NULL AS last FROM (SELECT patient_id AS id FROM patient_activity WHERE active = 1 "
+            f"AND first_fulfilled_start IS NULL ORDER BY patient_id LIMIT {depth}) UNION ALL "
+            "SELECT patient_id, NULL FROM patient_activity WHERE active = 1 "
+            f"AND first_fulfilled_start >= {hi}"
+        )
+    else:
+        nv = (
+            "SELECT id, NULL AS last FROM (SELECT p.id FROM patient p WHERE p.active = 1 AND "
+            "coalesce(p.deceased, 0) = 0 AND NOT EXISTS (SELECT 1 FROM patient_activity s WHERE "
+            f"s.patient_id = p.id AND s.first_fulfilled_start < {hi}) ORDER BY p.id LIMIT {depth})"
+        )
+    # The first `depth` by last visit: every row up to the depth-th start (ties broken by practitioner, then id).
+    edge = (
+        f"coalesce((SELECT last_fulfilled_start FROM patient_activity WHERE active = 1 AND last_fulfilled_start "
+        f"< {lo} ORDER BY last_fulfilled_start LIMIT 1 OFFSET {depth - 1}), {lo})"
+    )
+    before = (
+        "SELECT patient_id AS id, last_fulfilled_start || '|' || last_fulfilled_practitioner AS last "
+        f"FROM patient_activity WHERE active = 1 AND last_fulfilled_start <= {edge} AND +last_fulfilled_start < {lo}"
+    )
+    sql = (
+        f"WITH g AS MATERIALIZED (SELECT id, last FROM ({nv} UNION ALL {before} UNION ALL {later}) "
+        f"ORDER BY last IS NOT NULL, last, id{ctx.page_sql()}) "
+        "SELECT g.id, p.family, p.given, p.general_practitioner_id AS gp, g.last FROM g "
+        "JOIN patient p ON p.id = g.id ORDER BY g.last IS NOT NULL, g.last, g.id"
+    )
+    raw = ctx.query(sql, ctx.limit)
+    not_seen = never + old + num(late["n"])
+    for r in raw:
+        r.update(not_seen=not_seen, never=never, panel_size=panel)
+    return raw
+
+
 def build_patients_not_seen(ctx: ReportContext) -> ReportResult:
     """Active patients with no fulfilled appointment in the last N days, most overdue (or never seen) first."""
     days = int(ctx.params["days"])
@@ -49,7 +120,9 @@ def build_patients_not_seen(ctx: ReportContext) -> ReportResult:
         panel_filter = f" AND general_practitioner_id = {sql_id(prac)}"
     gone_filter = f" WHERE last_prac = {sql_id(prac)}" if prac and attribution == "last_visit" else ""
     lo, hi = sql_date(cutoff), sql_date(tomorrow)
-    if SUMMARY in ctx.available:
+    if SUMMARY in ctx.available and prac is None:
+        raw = _not_seen_from_summary(ctx, lo, hi)
+    elif SUMMARY in ctx.available:
         # patient_activity.last_fulfilled_start decides seen / not seen per patient; only when it lies after
         # the window (a fulfilled start later than `today`) is the appointment view asked about the window.
         sql = (
@@ -84,7 +157,8 @@ def build_patients_not_seen(ctx: ReportContext) -> ReportResult:
             f"(SELECT count(*) FROM panel) AS panel_size FROM g{gone_filter} "
             "ORDER BY last IS NOT NULL, last, id" + ctx.page_sql()
         )
-    raw = ctx.query(sql, ctx.limit)
+    if not (SUMMARY in ctx.available and prac is None):  # the fast path has read its rows already
+        raw = ctx.query(sql, ctx.limit)
     names = ctx.practitioner_names()
     rows = []
     for r in raw:
@@ -155,19 +229,21 @@ def build_lapsed_high_value(ctx: ReportContext) -> ReportResult:
     if SUMMARY in ctx.available:
         # Lifetime billed and the latest appointment start/created come from the patient_activity summary;
         # the last appointment is looked up only for the page of rows returned.
-        sql = (
-            f"WITH panel AS ({ACTIVE_PANEL}), "
-            "r AS MATERIALIZED (SELECT p.*, s.lifetime_billed AS billed, count(*) OVER () AS lapsed, "
-            "sum(s.lifetime_billed) OVER () AS lapsed_billed FROM patient_activity s "
-            "JOIN panel p ON p.id = s.patient_id "
-            f"WHERE s.lifetime_billed > 0 AND s.lifetime_billed >= {floor} AND (s.last_activity IS NULL OR "
-            f"s.last_activity < {c}) ORDER BY s.lifetime_billed DESC, p.id{ctx.page_sql()}) "
-            "SELECT r.id, r.family, r.given, round(r.billed, 2) AS billed, (SELECT a.start_time || '|' || "
-            "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = r.id ORDER BY a.start_time DESC LIMIT 1) "
-            "AS last, r.lapsed, r.lapsed_billed FROM r ORDER BY r.billed DESC, r.id"
+        # An active summary row is an active panel patient (analytics.views.summary), so the lapsed patients are
+        # two ranges of the (active, last_activity, lifetime_billed) index: no last activity, or one before the
+        # cutoff. Names and the last appointment are looked up only for the page of rows returned.
+        quiet = (
+            "SELECT patient_id AS id, lifetime_billed AS billed FROM patient_activity WHERE active = 1 "
+            f"AND last_activity {{}} AND lifetime_billed > 0 AND lifetime_billed >= {floor}"
         )
-        # Billed amounts are summed once per quiet patient (materialized), and the last appointment is looked up
-        # only for the page of rows returned, not for every lapsed patient.
+        sql = (
+            f"WITH q AS MATERIALIZED ({quiet.format('IS NULL')} UNION ALL {quiet.format('< ' + c)}), "
+            "r AS MATERIALIZED (SELECT q.*, count(*) OVER () AS lapsed, sum(q.billed) OVER () AS lapsed_billed "
+            f"FROM q ORDER BY q.billed DESC, q.id{ctx.page_sql()}) "
+            "SELECT r.id, p.family, p.given, round(r.billed, 2) AS billed, (SELECT a.start_time || '|' || "
+            "coalesce(a.status, '') FROM appointment a WHERE a.patient_id = r.id ORDER BY a.start_time DESC LIMIT 1) "
+            "AS last, r.lapsed, r.lapsed_billed FROM r JOIN patient p ON p.id = r.id ORDER BY r.billed DESC, r.id"
+        )
     else:  # the caller may not read the summary: the same rows from the views alone
         sql = (
             f"WITH panel AS ({ACTIVE_PANEL}), "

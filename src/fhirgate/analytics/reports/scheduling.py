@@ -25,6 +25,7 @@ from fhirgate.analytics.reports.registry import ReportContext, ReportResult, Rep
 
 KEPT_OR_MISSED = "noshow / (fulfilled + noshow): booked, cancelled and other statuses are not in the denominator"
 DAILY = "appointment_daily"  # maintained per-day rollup (analytics.views.rollup)
+BILLING = "billing_daily"  # maintained per-day billed lines by service (analytics.views.billing)
 UPCOMING = "('proposed', 'pending', 'booked', 'arrived', 'checked-in', 'waitlist')"
 _MINUTES = "coalesce(minutes, round((julianday(end_time) - julianday(start_time)) * 1440))"
 
@@ -204,12 +205,20 @@ def build_service_volume(ctx: ReportContext) -> ReportResult:
             f"sum(status = 'cancelled') AS cancelled, sum(status IN {UPCOMING}) AS upcoming FROM appointment "
             f"WHERE {period_in('start_time', cur)} AND status <> 'entered-in-error' GROUP BY svc"
         )
+    if BILLING in ctx.available:  # the same sums from per-day billed amounts and line counts
+        billed = (
+            "SELECT service_display AS name, sum(amount) AS revenue, sum(lines) AS lines FROM billing_daily "
+            f"WHERE {_days(cur.start, cur.end)} GROUP BY service_display"
+        )
+    else:
+        billed = (
+            "SELECT service_display AS name, sum(amount) AS revenue, count(*) AS lines FROM ("
+            f"SELECT service_display, amount FROM claim_line WHERE {period_in('service_date', cur)} "
+            f"AND status NOT IN {NOT_BILLED_SQL} UNION ALL SELECT service_display, amount FROM invoice_line "
+            f"WHERE {period_in('date', cur)} AND status NOT IN {NOT_BILLED_SQL}) GROUP BY service_display"
+        )
     sql = (
-        f"WITH a AS ({appts}), "
-        "b AS (SELECT service_display AS name, sum(amount) AS revenue, count(*) AS lines FROM ("
-        f"SELECT service_display, amount FROM claim_line WHERE {period_in('service_date', cur)} "
-        f"AND status NOT IN {NOT_BILLED_SQL} UNION ALL SELECT service_display, amount FROM invoice_line "
-        f"WHERE {period_in('date', cur)} AND status NOT IN {NOT_BILLED_SQL}) GROUP BY service_display) "
+        f"WITH a AS ({appts}), b AS ({billed}) "
         "SELECT a.*, b.revenue, b.lines, count(*) OVER () AS services, sum(a.appts) OVER () AS all_appts, "
         "sum(b.revenue) OVER () AS all_revenue FROM a LEFT JOIN b ON b.name = a.name "
         "ORDER BY a.appts DESC, a.svc" + ctx.page_sql()
@@ -256,7 +265,8 @@ def build_service_volume(ctx: ReportContext) -> ReportResult:
             "by Claim.billablePeriod.start (claim_line.service_date) or Invoice.date (invoice_line.date)."
         ),
         "order": "appointments descending, then service code; limit/offset page the list.",
-        "sources": _sources(ctx, ["appointment", "claim_line", "invoice_line"]),
+        "sources": _sources(ctx, ["appointment", "claim_line", "invoice_line"])
+        + ([BILLING] if BILLING in ctx.available else []),
     }
     summary = {"services": services, "appointments": all_appts, "revenue": all_revenue}
     return ReportResult(rows, headline + ".", summary, definition, services)
@@ -469,7 +479,7 @@ register(
         ("appointment", "claim_line", "invoice_line"),
         build_service_volume,
         takes_period=True,
-        optional_views=("practitioner", DAILY),
+        optional_views=("practitioner", DAILY, BILLING),
     )
 )
 register(

@@ -143,6 +143,7 @@ def builtin_views() -> dict[str, ViewInfo]:
             out[info.name] = info
     out[ACTIVITY.name] = ACTIVITY
     out[DAILY.name] = DAILY
+    out[BILLING.name] = BILLING
     return out
 
 
@@ -154,9 +155,10 @@ ACTIVITY = ViewInfo(
     name="patient_activity",
     title="Patient activity summary",
     grain=(
-        "One row per patient with any appointment, claim line or invoice line: first and latest fulfilled "
-        "appointment start, latest appointment start or created date (any status), lifetime billed amount. "
-        "Appointments, claims and invoices carrying a sensitive security label (R V ETH PSY HIV STD SDV SEX BH "
+        "One row per patient with a Patient resource or any appointment, claim line or invoice line: first and "
+        "latest fulfilled appointment start, latest appointment start or created date (any status), lifetime "
+        "billed amount and whether the patient is active (Patient.active true and not deceased). Patients, "
+        "appointments, claims and invoices carrying a sensitive security label (R V ETH PSY HIV STD SDV SEX BH "
         "GDIS 42CFRPart2) are left out; offered only when exactly those present are withheld from you."
     ),
     resource_type="Patient",
@@ -172,8 +174,10 @@ ACTIVITY = ViewInfo(
             "REAL",
             "sum(claim_line.amount + invoice_line.amount) not draft, cancelled or entered-in-error",
         ),
+        ViewColumn("active", "boolean", "INTEGER", "patient.active = 1 and not patient.deceased (0 otherwise)"),
     ),
-    also_reads=("Appointment", "Claim", "Invoice"),
+    # Patient too: the panel facts come from the Patient resource, so its labels and exclusions apply.
+    also_reads=("Patient", "Appointment", "Claim", "Invoice"),
 )
 
 
@@ -199,4 +203,28 @@ DAILY = ViewInfo(
         ViewColumn("n", "integer", "INTEGER", "count(appointment)"),
         ViewColumn("minutes", "decimal", "REAL", "sum(minutesDuration, else end - start in minutes)"),
     ),
+)
+
+
+# The per-day billing rollup maintained with the views (analytics.views.billing): no patient column either,
+# so it is offered under the same rule as appointment_daily (policy.grant_view).
+BILLING = ViewInfo(
+    name="billing_daily",
+    title="Billed line items per day by service",
+    grain=(
+        "One row per day, source ('claim': claim_line by service_date; 'invoice': invoice_line by date) and "
+        "service_display: the summed amount and the number of line items, counting only lines whose Claim or "
+        "Invoice status is not draft, cancelled or entered-in-error. Lines of patients who opted out of AI access, "
+        "and of Claims and Invoices carrying a sensitive security label (R V ETH PSY HIV STD SDV SEX BH GDIS "
+        "42CFRPart2), are left out; offered only when that matches what is withheld from you."
+    ),
+    resource_type="Claim",
+    columns=(
+        ViewColumn("day", "date", "TEXT", "substr(claim_line.service_date | invoice_line.date, 1, 10)"),
+        ViewColumn("source", "code", "TEXT", "claim | invoice"),
+        ViewColumn("service_display", "string", "TEXT", "claim_line.service_display | invoice_line.service_display"),
+        ViewColumn("amount", "decimal", "REAL", "sum(amount) of the billed lines"),
+        ViewColumn("lines", "integer", "INTEGER", "count(line items)"),
+    ),
+    also_reads=("Invoice",),
 )

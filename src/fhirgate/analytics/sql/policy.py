@@ -17,9 +17,10 @@ the id for Patient-grained views), and resources carrying a withheld security la
 then not offered (`governance.not_in_view`); views of types outside every Patient compartment (FHIR R4
 CompartmentDefinition/patient: Practitioner, Organization, Location...) hold no patient's rows and keep
 them. The derived tables have no `_rid`: they are offered only when what they summarize matches the
-scope (StoreFacts): patient_activity is filtered by patient, appointment_daily (no patient column) only
-when the scope excludes exactly the opted-out patients the rollup already leaves out. Both leave out
-every resource carrying a label in LEFT_OUT_LABELS (the default sensitive set; analytics.views.summary),
+scope (StoreFacts): patient_activity is filtered by patient; appointment_daily and billing_daily (no
+patient column) only when the scope excludes, for every type they summarize (Appointment; Claim and
+Invoice), exactly the opted-out patients the table already leaves out, with no care-team restriction.
+All leave out every resource carrying a label in LEFT_OUT_LABELS (the default sensitive set; analytics.views.summary),
 so a derived table is offered only when, among the label codes present on the resource types it
 summarizes, those it leaves out are exactly those withheld from the caller:
     present & LEFT_OUT_LABELS == present & scope.withheld_labels
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from fhirgate.analytics.sql.authorizer import LABELLED_PREFIX as AUTH_LABELLED_PREFIX
-from fhirgate.analytics.sql.catalog import ACTIVITY, DAILY, ViewInfo
+from fhirgate.analytics.sql.catalog import ACTIVITY, BILLING, DAILY, ViewInfo
 from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
 from fhirgate.core.fhir.definitions import compartment_params
 from fhirgate.core.policy.access import plan_access
@@ -60,14 +61,18 @@ _ROOT = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?![A-Za-z0-9]*\()")
 _RESOURCE_KEY = ("getResourceKey()", "id")
 # Derived tables (no `_rid`): a withheld label cannot be filtered out of their rows; they leave
 # LEFT_OUT_LABELS out when built, and are offered only when that matches the caller (see the docstring).
-DERIVED = frozenset({ACTIVITY.name, DAILY.name})
+DERIVED = frozenset({ACTIVITY.name, DAILY.name, BILLING.name})
+# The derived tables without a patient column (per-day rollups) and what their rows count, for the refusal.
+ROLLUPS = {DAILY.name: ("appointments", "appointment"), BILLING.name: ("line items", "claim_line and invoice_line")}
 
 
 @dataclass(frozen=True, slots=True)
 class StoreFacts:
     """What the derived tables hold, read from the store per call, that a RowScope is checked against.
 
-    `rollup_optouts`: the patients appointment_daily leaves out (None: unknown). `labels`: per resource
+    `rollup_optouts`: the patients appointment_daily leaves out (None: unknown); `billing_optouts`: those
+    billing_daily leaves out (None: unknown; the same consent query, but read for its own table, which may
+    be absent or of another version). `labels`: per resource
     type a derived table summarizes, the label codes among `looked_up` that some resource of it carries.
     `looked_up`: the codes whose presence was checked (LEFT_OUT_LABELS and the caller's withheld labels).
     `current`: the derived tables that exist at the current version (leaving LEFT_OUT_LABELS out).
@@ -77,6 +82,11 @@ class StoreFacts:
     labels: Mapping[str, frozenset[str]] = field(default_factory=dict)
     looked_up: frozenset[str] = frozenset()
     current: frozenset[str] = frozenset()
+    billing_optouts: frozenset[str] | None = None
+
+    def optouts_of(self, view: str) -> frozenset[str] | None:
+        """The patients the rollup `view` (appointment_daily, billing_daily) leaves out (None: unknown)."""
+        return {DAILY.name: self.rollup_optouts, BILLING.name: self.billing_optouts}.get(view)
 
     def present(self, types: Iterable[str]) -> frozenset[str]:
         """The label codes (of those looked up) carried by some resource of any of `types`."""
@@ -84,12 +94,15 @@ class StoreFacts:
 
 
 def summarized_types(info: ViewInfo) -> tuple[str, ...]:
-    """The resource types whose resources a derived table summarizes (and so whose labels it must leave out)."""
-    return info.also_reads or (info.resource_type,)
+    """The resource types whose resources a derived table summarizes (and so whose labels it must leave out):
+    its own type and those it also reads; a Patient-grained summary's rows are keyed by patient, not read
+    from Patient resources, so only the types it also reads."""
+    own = () if info.resource_type == "Patient" and info.also_reads else (info.resource_type,)
+    return tuple(dict.fromkeys((*own, *info.also_reads)))
 
 
 # The resource types the derived tables summarize, whose labels StoreFacts looks up.
-DERIVED_TYPES = frozenset(t for info in (ACTIVITY, DAILY) for t in summarized_types(info))
+DERIVED_TYPES = frozenset(t for info in (ACTIVITY, DAILY, BILLING) for t in summarized_types(info))
 
 
 def _sql_ids(ids: frozenset[str], param: str) -> str:
@@ -344,15 +357,18 @@ def _govern(grant: ViewGrant, info: ViewInfo, scope: RowScope, facts: StoreFacts
         if isinstance(refused, ViewGrant):
             return refused
         left_out = refused
-    if info.name == DAILY.name:
-        fits = only is None and facts.rollup_optouts is not None and excluded == scope.optout_patients
-        if not (fits and excluded == facts.rollup_optouts):
+    if info.name in ROLLUPS:
+        counted, views = ROLLUPS[info.name]
+        left = facts.optouts_of(info.name)
+        fits = only is None and left is not None and excluded == scope.optout_patients == left
+        # Each summarized type on its own (not only their union): every type's rows leave out the same patients.
+        if not (fits and all(scope.excluded_for(t) == left for t in types)):
             detail = (
                 f"View {info.name} has no patient column and the patients it leaves out (opted-out patients) are "
-                "not exactly the patients excluded for you; query the appointment view instead."
+                f"not exactly the patients excluded for you; query the {views} view instead."
             )
             return _refuse(info, "governance.not_in_view", detail)
-        note = "appointments of patients who opted out of AI access are left out of this rollup" if excluded else ""
+        note = f"{counted} of patients who opted out of AI access are left out of this rollup" if excluded else ""
         governed = RowFilter(optouts=optouts, note="; ".join(n for n in (note, left_out) if n))
         return ViewGrant(
             info.name, True, grant.reason, f"{grant.detail} {governed.describe()}.", grant.required_scope, governed

@@ -42,7 +42,7 @@ from fhirgate.analytics.sql.policy import (
     labelled_select,
     labelled_table,
 )
-from fhirgate.analytics.views import rollup, summary
+from fhirgate.analytics.views import billing, rollup, summary
 from fhirgate.analytics.views.summary import LEFT_OUT_LABELS
 from fhirgate.database import open_sqlite
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
@@ -206,8 +206,8 @@ class SqlSandbox:
             raise StoreError(f"the view database could not be read ({type(exc).__name__})") from None
 
     def facts(self, labels: frozenset[str] = frozenset()) -> StoreFacts:
-        """What the derived tables hold now, for policy.grant_view: the patients appointment_daily leaves out
-        (None when it is not materialized), which derived tables are current, and which codes of
+        """What the derived tables hold now, for policy.grant_view: the patients appointment_daily and
+        billing_daily leave out (None when not materialized), which derived tables are current, and which codes of
         LEFT_OUT_LABELS and `labels` (the caller's withheld labels) the types they summarize carry.
 
         Presence is one query: per (type, code) an EXISTS probe of the `_security` token index, so its cost
@@ -221,9 +221,9 @@ class SqlSandbox:
                 self._setup_mode(session)
                 conn = session.conn
                 optouts = rollup.excluded_patients(conn)
-                current = frozenset(
-                    name for name, ok in ((summary.NAME, summary.current), (rollup.NAME, rollup.current)) if ok(conn)
-                )
+                billing_optouts = billing.excluded_patients(conn)
+                tables = (summary, rollup, billing)
+                current = frozenset(table.NAME for table in tables if table.current(conn))
                 sql = (
                     f"WITH c(code) AS (VALUES {', '.join('(?)' for _ in codes)}) "
                     "SELECT p.rtype, c.code FROM main.params p, c WHERE p.code = '_security' "
@@ -234,7 +234,7 @@ class SqlSandbox:
                 for rtype, code in conn.execute(sql, [*codes, *types]):
                     found.setdefault(str(rtype), set()).add(str(code))
                 present = {t: frozenset(c) for t, c in found.items()}
-                return StoreFacts(optouts, present, frozenset(codes), current)
+                return StoreFacts(optouts, present, frozenset(codes), current, billing_optouts)
         except apsw.Error as exc:
             raise StoreError(f"the view database could not be read ({type(exc).__name__})") from None
 

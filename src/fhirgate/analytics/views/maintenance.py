@@ -5,11 +5,11 @@ The store hands `apply` the resources of watched types written in each transacti
 `views_meta` records each view's definition and a hash: a built-in whose definition (or indexes, or the
 table layout) changed since the table was built is rebuilt when the store opens. Another process adding a
 view changes the database schema, which every write notices (PRAGMA schema_version) and re-reads.
-The derived tables (summary.patient_activity, rollup.appointment_daily) leave out resources carrying a
-sensitive security label, read from the store's `_security` index: the store writes a resource's index
-rows before it calls `apply` (SqliteStore.write/write_prepared/write_rows), so a write that adds or
-removes a label recomputes the resource's patient and day with its new labels. A derived table of an
-older version (its versioned index missing) is rebuilt when the store opens.
+The derived tables (summary.patient_activity, rollup.appointment_daily, billing.billing_daily) leave out
+resources carrying a sensitive security label, read from the store's `_security` index: the store writes
+a resource's index rows before it calls `apply` (SqliteStore.write/write_prepared/write_rows), so a write
+that adds or removes a label recomputes the resource's patient and day with its new labels. A derived
+table of an older version (its versioned index missing) is rebuilt when the store opens.
 """
 
 # ruff: noqa: S608 - identifiers are validated view names, always quoted (materializer.quote).
@@ -26,8 +26,8 @@ from typing import Any
 import apsw
 import orjson
 
+from fhirgate.analytics.views import billing, rollup, summary
 from fhirgate.analytics.views import materializer as mz
-from fhirgate.analytics.views import rollup, summary
 from fhirgate.analytics.views.registry import ViewSpec, builtin_views
 from fhirgate.core.fhir.dates import now_instant
 from fhirgate.errors import FhirgateError, InvalidInput
@@ -93,6 +93,7 @@ class PracticeViews:
         self._obsolete: list[str] = []
         self._summary_stale = False
         self._rollup_stale = False
+        self._billing_stale = False
         self._version = -1
 
     # -- registry --------------------------------------------------------------------------------
@@ -144,7 +145,9 @@ class PracticeViews:
         self._version = _schema_version(conn)
         self._summary_stale = self._summarized() and not summary.current(conn)
         self._rollup_stale = self._rolled_up() and not rollup.current(conn)
-        return bool(stale or self._obsolete or self._summary_stale or self._rollup_stale or "views_meta" not in tables)
+        self._billing_stale = self._billed() and not billing.current(conn)
+        derived_stale = self._summary_stale or self._rollup_stale or self._billing_stale
+        return bool(stale or self._obsolete or derived_stale or "views_meta" not in tables)
 
     def _summarized(self) -> bool:
         """Whether the patient_activity summary is kept (every view it reads is maintained)."""
@@ -153,6 +156,10 @@ class PracticeViews:
     def _rolled_up(self) -> bool:
         """Whether the appointment_daily rollup is kept (the appointment view is maintained)."""
         return rollup.has_sources(self._views)
+
+    def _billed(self) -> bool:
+        """Whether the billing_daily rollup is kept (the claim_line and invoice_line views are maintained)."""
+        return billing.has_sources(self._views)
 
     def prepare(self, conn: apsw.Connection) -> None:
         """Create views_meta, build missing or stale tables, drop built-ins that no longer ship."""
@@ -168,7 +175,9 @@ class PracticeViews:
                 summary.rebuild(conn)
             if self._rollup_stale:
                 rollup.rebuild(conn)
-        self._stale, self._summary_stale, self._rollup_stale = [], False, False
+            if self._billing_stale:
+                billing.rebuild(conn)
+        self._stale, self._summary_stale, self._rollup_stale, self._billing_stale = [], False, False, False
         self._version = _schema_version(conn)
 
     # -- maintenance (DerivedTables) ----------------------------------------------------------------
@@ -190,25 +199,32 @@ class PracticeViews:
         # Stale derived tables are rebuilt on prepare, not refreshed here.
         summarized = self._summarized() and not self._summary_stale
         rolled = self._rolled_up() and not self._rollup_stale
+        billed = self._billed() and not self._billing_stale
         rids: dict[str, list[int]] = defaultdict(list)
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
                 rolls = rolled and (view.name in rollup.SOURCES or view.name == rollup.CONSENT)
-                if (summarized and view.name in summary.SOURCES) or rolls:
+                bills = billed and (view.name in billing.SOURCES or view.name == rollup.CONSENT)
+                if (summarized and view.name in summary.SOURCES) or rolls or bills:
                     rids[view.name] += [rid for rid, _ in items]
         # The patients and days of the rows about to be replaced, then of their new rows.
         touched = summary.patients_of(conn, rids) if summarized else set()
         days = rollup.days_of(conn, rids) if rolled else set()
-        consenting = rollup.consent_patients(conn, rids) if rolled else set()
+        consenting = rollup.consent_patients(conn, rids) if rolled or billed else set()
+        billed_days = billing.days_of(conn, rids) if billed else set()
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
                 mz.apply(conn, view, items)
         if summarized and rids:
             summary.refresh(conn, touched | summary.patients_of(conn, rids))
-        if rolled and (rids.get("appointment") or rids.get(rollup.CONSENT)):
-            # A Consent written or removed may opt its patient in or out: their appointments' days too.
+        if (rolled or billed) and rids.get(rollup.CONSENT):
+            # A Consent written or removed may opt its patient in or out: their appointments' and lines' days too.
             consenting |= rollup.consent_patients(conn, rids)
+        if rolled and (rids.get("appointment") or rids.get(rollup.CONSENT)):
             rollup.refresh(conn, days | rollup.days_of(conn, rids) | rollup.days_of_patients(conn, consenting))
+        if billed and any(rids.get(v) for v in (*billing.SOURCES, rollup.CONSENT)):
+            now = billing.days_of(conn, rids) | billing.days_of_patients(conn, consenting)
+            billing.refresh(conn, billed_days | now)
 
     def rebuild(self, conn: apsw.Connection, names: Iterable[str] | None = None) -> dict[str, int]:
         """Rebuild the named views (default: all) from the current resources; returns rows per view."""
@@ -239,6 +255,9 @@ class PracticeViews:
         rolled_from = (*rollup.SOURCES, rollup.CONSENT)
         if self._rolled_up() and (any(n in rolled_from for n in chosen) or not rollup.current(conn)):
             rollup.rebuild(conn)
+        billed_from = (*billing.SOURCES, rollup.CONSENT)
+        if self._billed() and (any(n in billed_from for n in chosen) or not billing.current(conn)):
+            billing.rebuild(conn)
         self._version = _schema_version(conn)
         return counts
 

@@ -25,7 +25,7 @@ LAYOUT_VERSION = 1
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 NAME_RULE = (
     "[a-z][a-z0-9_]{0,62}, not a store table (resources, history, params, ix_*, compartment, store_meta, "
-    "patient_activity, appointment_daily)"
+    "patient_activity, appointment_daily, billing_daily)"
 )
 # Tables of the store itself (store.sqlite.schema), this registry's own, and SQLite's.
 RESERVED_NAMES = frozenset(
@@ -38,6 +38,7 @@ RESERVED_NAMES = frozenset(
         "views_meta",
         "patient_activity",
         "appointment_daily",
+        "billing_daily",
     }
 )
 RESERVED_PREFIXES = ("ix_", "sqlite_")
