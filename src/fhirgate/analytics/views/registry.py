@@ -82,7 +82,7 @@ BUILTIN_INDEXES: dict[str, tuple[IndexSpec, ...]] = {
         ("patient_id", "status", "amount", "_rid"),
         ("date", "status", "service_display", "amount", "patient_id", "_rid"),
     ),
-    "patient": (("id",),),
+    "patient": (("id",), ("active", "deceased", "id", "_rid")),
 }
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
