@@ -66,7 +66,7 @@ BUILTIN_INDEXES: dict[str, tuple[IndexSpec, ...]] = {
             "end_time",
             "_rid",
         ),
-        ("practitioner_id", "start_time", "status"),
+        ("practitioner_id", "start_time", "status", "patient_id", "_rid"),
         ("patient_id", "status", "start_time", "practitioner_id", "created", "_rid"),
     ),
     "encounter": (("patient_id", "start_time"),),
