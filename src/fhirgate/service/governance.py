@@ -106,7 +106,8 @@ class Standing:
         return self.role.allows_type(resource_type)
 
     def patient_decision(self, patient: str) -> Decision:
-        """Whether any data of `patient` may reach this principal (opt-out, care team)."""
+        """Whether any data of `patient` may reach this principal (opt-out, care team); when allowed, the reason
+        is the Consent gate's (`consent.rules`: the patient has Consents to evaluate per resource)."""
         out = self.consents.opted_out(patient, self.today)
         if not out.allowed:
             return out
@@ -116,7 +117,7 @@ class Standing:
                 f"Patient/{patient} has no care relationship with you (appointment, encounter, care team or "
                 "general practitioner); break_glass(reason) opens it for an emergency.",
             )
-        return Decision.allow("careteam.member" if self.care_team is not None else "governance.patient_open")
+        return out
 
     def screen(self, resource_type: str, body: Mapping[str, Any], patients: Iterable[str]) -> Decision:
         """Whether one resource may leave: role type, every patient's consent and care team, its labels."""
@@ -132,7 +133,7 @@ class Standing:
             decision = self.patient_decision(patient)
             if not decision.allowed:
                 return decision
-            if patient in self.consents.patients_with_rules():
+            if decision.reason == "consent.rules":
                 if query is None:
                     rid = body.get("id")
                     query = ConsentQuery(
