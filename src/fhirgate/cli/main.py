@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from fhirgate import __version__
 from fhirgate.cli import (
+    approvals_cmd,
     audit_cmd,
     auth_cmd,
     codes_cmd,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         report_cmd.register,
         policy_cmd.register,
         codes_cmd.register,
+        approvals_cmd.register,
     ):
         register(sub, _data_option)
     return parser
