@@ -131,7 +131,7 @@ def test_every_call_is_audited_once_with_report_and_params(env: tuple[Gateway, L
         assert len(sink.records) == before + 1
         rec = sink.records[-1]
         assert rec.outcome == "success" and rec.interaction == "report"
-        assert (rec.query and "appointment" in rec.query) or name == "diabetes_without_a1c"
+        assert (rec.query and "appointment" in rec.query) or name in ("diabetes_without_a1c", "condition_without_lab")
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,9 @@ class FindPatientsOutput(Governed):
         description="Matching patients as cards: id (the patient_id other tools take), name, gender, birthDate, "
         "mrn, phone, city, active, general_practitioner. Use patient_summary or read_resource for the full record."
     )
+    matched: Obj | None = Field(
+        default=None, description="How `condition` was resolved: the words or code given and the codes searched."
+    )
     page: Page
 
 

@@ -112,6 +112,17 @@ def register_tools(server: MCPServer[Any], gateway: Gateway) -> None:
         email: Annotated[str | None, Field(description="Email address.")] = None,
         address_city: Annotated[str | None, Field(description="City of any address, prefix match.")] = None,
         active: Annotated[bool | None, Field(description="Only active (true) or inactive (false) records.")] = None,
+        condition: Annotated[
+            str | None,
+            Field(
+                description="Only patients with an active Condition (clinical status active, recurrence or "
+                "relapse) for this diagnosis: words such as 'type 2 diabetes' or 'high blood pressure', or a code "
+                "such as 'E11' or 'http://hl7.org/fhir/sid/icd-10-cm|E11' (an ICD-10-CM code includes every code "
+                "below it). Words must name one condition exactly; otherwise the error lists the codes to choose "
+                "from (use lookup_code to explore). The result's matched.condition lists the codes used.",
+                max_length=200,
+            ),
+        ] = None,
         count: Annotated[
             int, Field(description="Page size, 1-50.", json_schema_extra={"minimum": 1, "maximum": 50})
         ] = 10,
@@ -128,6 +139,7 @@ def register_tools(server: MCPServer[Any], gateway: Gateway) -> None:
             "phone": phone,
             "email": email,
             "address_city": address_city,
+            "condition": condition,
         }
         return await _call(
             lambda: gateway.find_patients(ctx, filters=filters, active=active, count=count, cursor=cursor)
@@ -267,7 +279,9 @@ DESCRIPTIONS = {
     ),
     "find_patients": (
         "Finds patients by demographics: name, family, given, birthdate, gender, identifier (MRN), phone, email, "
-        "address_city, active. Filters combine with AND; name matching is case-insensitive prefix. Returns patient "
+        "address_city, active, and by an active diagnosis: condition (words or a code, resolved offline; "
+        "matched.condition says which codes were used). Filters combine with AND; name matching is "
+        "case-insensitive prefix. Returns patient "
         "cards (id, name, gender, birthDate, mrn, phone, city, active, general practitioner) sorted by name, at "
         "most `count` (<= 50) "
         "per page. page.total is the number of matches (first page). For more, call again with the same arguments "

@@ -10,6 +10,9 @@ read only when it leaves out exactly the patients the scope excludes (policy.gra
 rollup's opt-out set, read per call with one query on the small consent table, with the scope's: trusting
 the definition would be wrong whenever the consent module's finer rules, periods or unreadable Consents
 make the two sets differ), else the report scans the appointment view; the result says what was withheld.
+A report that names a condition or a lab in words or by a code (ReportSpec.resolves) has it resolved here,
+through service.concepts (analytics imports no terminology), before the builder runs; the builder receives
+only the codes (ReportContext.codes) and the definition says what the words were read as.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from fhirgate.analytics.reports.registry import Row, get_report, run
+from fhirgate.analytics.reports.registry import CodeSet, ReportSpec, Row, get_report, run
 from fhirgate.analytics.sql.policy import confined_patients, grant_views
 from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.rowscope import RowScope
 from fhirgate.errors import AccessDenied, InvalidInput, StoreError
 from fhirgate.service.analytics import Analytics, withheld
 from fhirgate.service.auditing import Trail
+from fhirgate.service.concepts import CONDITION, LAB, resolve
 
 MAX_PARAMS = 20
 
@@ -57,6 +61,7 @@ def run_report(
     spec = get_report(name)
     if params is not None and not isinstance(params, Mapping):
         raise InvalidInput("params", "must be an object of parameter values", ", ".join(spec.param_names()))
+    codes = resolve_codes(spec, params)
     catalog = analytics.sandbox.catalog()
     facts = analytics.sandbox.facts(scope.withheld_labels if scope is not None else frozenset())
     grants = grant_views(principal, catalog, scope, facts=facts)
@@ -87,7 +92,7 @@ def run_report(
         names = [c["name"] for c in page.columns]
         return [dict(zip(names, row, strict=True)) for row in page.rows]
 
-    result, values, day, period = run(spec, params, query, available=available, today=today)
+    result, values, day, period = run(spec, params, query, available=available, today=today, codes=codes)
     listed = [str(r["patient_id"]) for r in result.rows if r.get("patient_id")]
     trail.patients = sorted({*trail.patients, *listed})
     confined = confined_patients(grants, touched)
@@ -123,12 +128,24 @@ def run_report(
     return out
 
 
+def resolve_codes(spec: ReportSpec, params: Mapping[str, Any] | None) -> dict[str, CodeSet]:
+    """The codes for each param the report resolves (words or a code; its default when not given)."""
+    out: dict[str, CodeSet] = {}
+    declared = {p.name: p for p in spec.params}
+    for name, kind in spec.resolves:
+        value = declared[name].parse((params or {}).get(name))
+        found = resolve(value, param=name, kind=CONDITION if kind == "condition" else LAB)
+        out[name] = CodeSet(found.text, found.codes, found.icd_roots, found.rule())
+    return out
+
+
 def _pages(name: str) -> bool:
     """Reports whose main list pages with offset (dimension reports return every group up to limit)."""
     return name in {
         "patients_not_seen",
         "lapsed_high_value_patients",
         "diabetes_without_a1c",
+        "condition_without_lab",
         "service_volume",
         "provider_utilization",
         "new_vs_returning_patients",

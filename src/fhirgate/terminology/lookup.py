@@ -32,6 +32,8 @@ _CODE_TEXT = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 # Ties rank curated codes first, then codes the practice uses, then the ICD-10-CM tables.
 _WEIGHT = {"synonym": 1.0, "seen-in-data": 0.98, "icd10cm": 0.95}
 _RANK = {"synonym": 0, "seen-in-data": 1, "icd10cm": 2}
+# The score of a candidate whose every word matched exactly and which has no other words (specificity 1).
+SOURCE_WEIGHT: dict[str, float] = dict(_WEIGHT)
 NO_MATCH_TEXT = (
     "No code matched all of these words in the curated synonyms, ICD-10-CM or the codes in this practice's data. "
     "This is not a code for the term: ask the user to rephrase or to give a code. Any `suggestions` share only "

@@ -19,6 +19,7 @@ from fhirgate.errors import InvalidInput
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_PERIOD_DAYS = 366
+MAX_TEXT = 200
 DEFAULT_PERIOD = "last_30_days"
 PERIODS = (
     "last_7_days",
@@ -38,7 +39,11 @@ PERIOD_PARAMS = ("period", "start", "end")
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One report parameter: name, kind (int, date, id, choice), default, bounds and a description."""
+    """One report parameter: name, kind (int, date, id, choice, text), default, bounds and a description.
+
+    A `text` value (a condition or lab named in words or by a code) never reaches SQL: the service resolves it
+    to codes first (ReportSpec.resolves) and the builder inlines only those.
+    """
 
     name: str
     kind: str
@@ -56,6 +61,8 @@ class Param:
             return "a date YYYY-MM-DD"
         if self.kind == "id":
             return "a FHIR id such as prac-004 (or Practitioner/prac-004)"
+        if self.kind == "text":
+            return f"words or a code, at most {MAX_TEXT} characters"
         return ", ".join(self.choices)
 
     def parse(self, value: Any) -> Any:
@@ -70,6 +77,10 @@ class Param:
         if not isinstance(value, str):
             raise InvalidInput(self.name, "must be a string", self.allowed())
         value = value.strip()
+        if self.kind == "text":
+            if not value or len(value) > MAX_TEXT:
+                raise InvalidInput(self.name, "must be non-empty words or a code", self.allowed())
+            return value
         if self.kind == "date":
             return parse_date(self.name, value)
         if self.kind == "id":

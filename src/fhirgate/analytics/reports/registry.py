@@ -59,9 +59,31 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
+@dataclass(frozen=True, slots=True)
+class CodeSet:
+    """The codes a `text` param was resolved to by the service layer (analytics imports no terminology).
+
+    `codes` are (system URI, code) pairs, ICD-10-CM already expanded below `icd_roots`; `rule` says in words
+    what the caller's text was read as, for the report's definition.
+    """
+
+    text: str
+    codes: tuple[tuple[str, str], ...]
+    icd_roots: tuple[str, ...]
+    rule: str
+
+    def by_system(self, system: str) -> list[str]:
+        """The codes of one system, in order."""
+        return [code for s, code in self.codes if s == system]
+
+
 @dataclass(slots=True)
 class ReportContext:
-    """One run: validated params, today, the period (when the report takes one) and the query function."""
+    """One run: validated params, today, the period (when the report takes one) and the query function.
+
+    `codes` holds, for each param a report resolves (ReportSpec.resolves), the codes the service found; the
+    caller cannot set it directly.
+    """
 
     params: dict[str, Any]
     today: dt.date
@@ -69,6 +91,7 @@ class ReportContext:
     query: QueryFn
     available: frozenset[str]
     _names: dict[str, str] | None = None
+    codes: Mapping[str, CodeSet] = field(default_factory=dict)
 
     @property
     def limit(self) -> int:
@@ -125,6 +148,8 @@ class ReportSpec:
     default_period: str = "last_30_days"
     optional_views: tuple[str, ...] = ("practitioner",)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # (param name, "condition" | "lab"): text params the service resolves to codes before the builder runs.
+    resolves: tuple[tuple[str, str], ...] = ()
 
     def all_params(self) -> tuple[Param, ...]:
         """The report's params plus the common ones (today, limit, offset)."""
@@ -194,6 +219,7 @@ ORDER = (
     "cancellations",
     "new_vs_returning_patients",
     "diabetes_without_a1c",
+    "condition_without_lab",
 )
 
 
@@ -224,8 +250,16 @@ def run(
     *,
     available: Sequence[str],
     today: dt.date | None = None,
+    codes: Mapping[str, CodeSet] | None = None,
 ) -> tuple[ReportResult, dict[str, Any], dt.date, Period | None]:
-    """Validate params and build the report with `query`; returns the result and what it was run with."""
+    """Validate params and build the report with `query`; returns the result and what it was run with.
+
+    `codes` carries the service's resolution of the spec's `resolves` params (required for those reports).
+    """
     values, day, period = spec.prepare(raw, today or dt.date.today())
-    ctx = ReportContext(values, day, period, query, frozenset(available))
+    given = dict(codes or {})
+    missing = [name for name, _ in spec.resolves if name not in given]
+    if missing:
+        raise InvalidInput(missing[0], "is required and must be resolved to codes", "words or a code")
+    ctx = ReportContext(values, day, period, query, frozenset(available), codes=given)
     return spec.build(ctx), values, day, period
