@@ -11,7 +11,7 @@ full value does (a value is in [start, end) iff its first 10 characters are). A 
 its lines were on and are now on, inside the write's transaction.
 
 optout_excluded: lines of patients who opted out of AI access are left out, by the same definition and
-query as analytics.views.rollup (rollup.OPTOUTS_SQL over the consent view), so the set left out is the
+query as analytics.views.rollup (derived.OPTOUTS_SQL over the consent view), so the set left out is the
 rollup's whenever the consent view is kept; a write of a Consent recomputes the days of its patient's
 lines. Lines with no patient are kept. analytics.sql.policy offers the table only when the caller's
 excluded patients for Claim and Invoice equal `excluded_patients`.
@@ -26,11 +26,10 @@ a store without it (or with an older one) is rebuilt when it opens.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import apsw
 
-from fhirgate.analytics.views.rollup import CONSENT, OPTOUTS_SQL
+from fhirgate.analytics.views.derived import is_current, left_out, optout_condition, recreate
 from fhirgate.analytics.views.summary import SOURCE_TYPES, unlabelled
 
 NAME = "billing_daily"
@@ -50,18 +49,6 @@ _DDL = f"CREATE TABLE {NAME}(day TEXT, source TEXT NOT NULL, service_display TEX
 # Covering index: a period report reads a day range's (service, amount, lines) and nothing else.
 INDEX = f"{NAME}$day_service_v1"
 _INDEXES = (f'CREATE INDEX IF NOT EXISTS "{INDEX}" ON {NAME}(day, service_display, amount, lines, source)',)
-
-
-def _has_table(conn: apsw.Connection, name: str) -> bool:
-    found = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone()
-    return found is not None
-
-
-def _optout_cond(conn: apsw.Connection) -> str:
-    """The condition leaving opted-out patients' lines out ('' when the consent view is not kept)."""
-    if not _has_table(conn, CONSENT):
-        return ""
-    return f" AND (patient_id IS NULL OR patient_id NOT IN ({OPTOUTS_SQL}))"
 
 
 def _select(where: Mapping[str, str], optout: str, *, whole: bool = False) -> str:
@@ -84,30 +71,18 @@ def has_sources(tables: Iterable[str]) -> bool:
 
 
 def current(conn: apsw.Connection) -> bool:
-    """Whether the table exists with the expected layout and version (its versioned index)."""
-    cols = [(str(r[1]), str(r[2]).upper()) for r in conn.execute(f"PRAGMA main.table_info({NAME})")]
-    indexed = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'index' AND name = ?", (INDEX,)).fetchone()
-    return cols == list(COLUMNS) and indexed is not None
+    """Whether the table exists with the expected layout and version."""
+    return is_current(conn, NAME, COLUMNS, INDEX)
 
 
 def excluded_patients(conn: apsw.Connection) -> frozenset[str] | None:
     """The patients the table leaves out now (None when there is none; empty for an older version)."""
-    if not _has_table(conn, NAME):
-        return None
-    if not current(conn) or not _has_table(conn, CONSENT):
-        return frozenset()
-    return frozenset(str(r[0]) for r in conn.execute(OPTOUTS_SQL))
+    return left_out(conn, NAME, current(conn))
 
 
 def rebuild(conn: apsw.Connection) -> int:
     """Drop and recompute the whole table from the line views; returns its rows."""
-    conn.execute(f"DROP TABLE IF EXISTS {NAME}")
-    conn.execute(_DDL)
-    conn.execute(f"INSERT INTO {NAME} " + _select(dict.fromkeys(SOURCES, ""), _optout_cond(conn), whole=True))
-    for ddl in _INDEXES:
-        conn.execute(ddl)
-    row: Any = conn.execute(f"SELECT count(*) FROM {NAME}").fetchone()
-    return int(row[0])
+    return recreate(conn, NAME, _DDL, _INDEXES, _select(dict.fromkeys(SOURCES, ""), optout_condition(conn), whole=True))
 
 
 def days_of(conn: apsw.Connection, rids_by_view: Mapping[str, Sequence[int]]) -> set[str | None]:
@@ -135,7 +110,7 @@ def days_of_patients(conn: apsw.Connection, patients: Iterable[str]) -> set[str 
 
 def refresh(conn: apsw.Connection, days: Iterable[str | None]) -> None:
     """Recompute the rows of `days` from both line views (a day with no billed lines has none)."""
-    optout = _optout_cond(conn)
+    optout = optout_condition(conn)
     for day in sorted(days, key=lambda d: d or ""):
         if day is None:
             conn.execute(f"DELETE FROM {NAME} WHERE day IS NULL")

@@ -26,7 +26,7 @@ from typing import Any
 import apsw
 import orjson
 
-from fhirgate.analytics.views import billing, rollup, summary
+from fhirgate.analytics.views import billing, derived, rollup, summary
 from fhirgate.analytics.views import materializer as mz
 from fhirgate.analytics.views.registry import ViewSpec, builtin_views
 from fhirgate.core.fhir.dates import now_instant
@@ -203,8 +203,8 @@ class PracticeViews:
         rids: dict[str, list[int]] = defaultdict(list)
         for rtype, items in by_type.items():
             for view in self._by_type.get(rtype, ()):
-                rolls = rolled and (view.name in rollup.SOURCES or view.name == rollup.CONSENT)
-                bills = billed and (view.name in billing.SOURCES or view.name == rollup.CONSENT)
+                rolls = rolled and (view.name in rollup.SOURCES or view.name == derived.CONSENT)
+                bills = billed and (view.name in billing.SOURCES or view.name == derived.CONSENT)
                 if (summarized and view.name in summary.SOURCES) or rolls or bills:
                     rids[view.name] += [rid for rid, _ in items]
         # The patients and days of the rows about to be replaced, then of their new rows.
@@ -217,12 +217,12 @@ class PracticeViews:
                 mz.apply(conn, view, items)
         if summarized and rids:
             summary.refresh(conn, touched | summary.patients_of(conn, rids))
-        if (rolled or billed) and rids.get(rollup.CONSENT):
+        if (rolled or billed) and rids.get(derived.CONSENT):
             # A Consent written or removed may opt its patient in or out: their appointments' and lines' days too.
             consenting |= rollup.consent_patients(conn, rids)
-        if rolled and (rids.get("appointment") or rids.get(rollup.CONSENT)):
+        if rolled and (rids.get("appointment") or rids.get(derived.CONSENT)):
             rollup.refresh(conn, days | rollup.days_of(conn, rids) | rollup.days_of_patients(conn, consenting))
-        if billed and any(rids.get(v) for v in (*billing.SOURCES, rollup.CONSENT)):
+        if billed and any(rids.get(v) for v in (*billing.SOURCES, derived.CONSENT)):
             now = billing.days_of(conn, rids) | billing.days_of_patients(conn, consenting)
             billing.refresh(conn, billed_days | now)
 
@@ -252,10 +252,10 @@ class PracticeViews:
         # Derived tables are not views: not counted.
         if self._summarized() and (any(n in summary.SOURCES for n in chosen) or not summary.current(conn)):
             summary.rebuild(conn)
-        rolled_from = (*rollup.SOURCES, rollup.CONSENT)
+        rolled_from = (*rollup.SOURCES, derived.CONSENT)
         if self._rolled_up() and (any(n in rolled_from for n in chosen) or not rollup.current(conn)):
             rollup.rebuild(conn)
-        billed_from = (*billing.SOURCES, rollup.CONSENT)
+        billed_from = (*billing.SOURCES, derived.CONSENT)
         if self._billed() and (any(n in billed_from for n in chosen) or not billing.current(conn)):
             billing.rebuild(conn)
         self._version = _schema_version(conn)

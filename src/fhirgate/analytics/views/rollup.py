@@ -33,10 +33,10 @@ so a store whose rollup predates it is rebuilt when it opens.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import apsw
 
+from fhirgate.analytics.views.derived import CONSENT, is_current, left_out, optout_condition, recreate
 from fhirgate.analytics.views.summary import unlabelled
 
 NAME = "appointment_daily"
@@ -64,25 +64,6 @@ _DDL = (
 # Covering index: a period report reads one dimension's rows of a day range and nothing else.
 INDEX = f"{NAME}$dim_day_v3"
 _INDEXES = (f'CREATE INDEX IF NOT EXISTS "{INDEX}" ON {NAME}(dim, day, status, key, n, minutes, label)',)
-CONSENT = "consent"
-# The opted-out patients (see the module docstring), from the consent view; always `main.` (the SQL
-# sandbox reads this too, where temp views of the same names may exist).
-OPTOUTS_SQL = (
-    "SELECT patient_id FROM main.consent WHERE status = 'active' AND policy_rule IN ('OPTOUT', 'OPTOUTE') "
-    "AND (scope IS NULL OR scope = 'patient-privacy') AND patient_id IS NOT NULL"
-)
-
-
-def _has_table(conn: apsw.Connection, name: str) -> bool:
-    found = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone()
-    return found is not None
-
-
-def _optout_cond(conn: apsw.Connection) -> str:
-    """The condition leaving opted-out patients' appointments out ('' when the consent view is not kept)."""
-    if not _has_table(conn, CONSENT):
-        return ""
-    return f" AND (patient_id IS NULL OR patient_id NOT IN ({OPTOUTS_SQL}))"
 
 
 def _select(where: str, optout: str = "", *, whole: bool = False) -> str:
@@ -105,30 +86,18 @@ def has_sources(tables: Iterable[str]) -> bool:
 
 
 def current(conn: apsw.Connection) -> bool:
-    """Whether the rollup table exists with the expected layout and index."""
-    cols = [(str(r[1]), str(r[2]).upper()) for r in conn.execute(f"PRAGMA main.table_info({NAME})")]
-    indexed = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'index' AND name = ?", (INDEX,)).fetchone()
-    return cols == list(COLUMNS) and indexed is not None
+    """Whether the rollup exists with the expected layout and version."""
+    return is_current(conn, NAME, COLUMNS, INDEX)
 
 
 def excluded_patients(conn: apsw.Connection) -> frozenset[str] | None:
-    """The patients the rollup leaves out now (None when there is no rollup; empty for an older rollup)."""
-    if not _has_table(conn, NAME):
-        return None
-    if not current(conn) or not _has_table(conn, CONSENT):
-        return frozenset()
-    return frozenset(str(r[0]) for r in conn.execute(OPTOUTS_SQL))
+    """The patients the rollup leaves out now (None when there is none; empty for an older version)."""
+    return left_out(conn, NAME, current(conn))
 
 
 def rebuild(conn: apsw.Connection) -> int:
     """Drop and recompute the whole rollup from the appointment view; returns its rows."""
-    conn.execute(f"DROP TABLE IF EXISTS {NAME}")
-    conn.execute(_DDL)
-    conn.execute(f"INSERT INTO {NAME} " + _select("", _optout_cond(conn), whole=True))
-    for ddl in _INDEXES:
-        conn.execute(ddl)
-    row: Any = conn.execute(f"SELECT count(*) FROM {NAME}").fetchone()
-    return int(row[0])
+    return recreate(conn, NAME, _DDL, _INDEXES, _select("", optout_condition(conn), whole=True))
 
 
 def days_of(conn: apsw.Connection, rids_by_view: Mapping[str, Sequence[int]]) -> set[str | None]:
@@ -163,7 +132,7 @@ def days_of_patients(conn: apsw.Connection, patients: Iterable[str]) -> set[str 
 
 def refresh(conn: apsw.Connection, days: Iterable[str | None]) -> None:
     """Recompute the rollup rows of `days` from the appointment view (a day with no appointments has none)."""
-    optout = _optout_cond(conn)
+    optout = optout_condition(conn)
     for day in sorted(days, key=lambda d: d or ""):
         if day is None:
             conn.execute(f"DELETE FROM {NAME} WHERE day IS NULL")
