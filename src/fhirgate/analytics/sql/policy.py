@@ -312,14 +312,40 @@ def grant_view(
 
 def _hidden_columns(info: ViewInfo, scope: RowScope) -> tuple[str, ...]:
     """Columns whose source element (the first step of the column's FHIRPath) the role's projection omits."""
+    if info.name in DERIVED:
+        return _hidden_derived(info, scope)
     rule = scope.field_rule(info.resource_type)
-    if rule is None or info.name in DERIVED:  # derived tables hold no element of the type: nothing to project
+    if rule is None:
         return ()
     hidden = []
     for col in info.columns:
         root = _ROOT.match(col.path or "")
         if root is not None and not root.group(1).endswith("Key") and not rule.keeps(root.group(1)):
             hidden.append(col.name)
+    return tuple(hidden)
+
+
+# Derived-table columns and the (resource type, elements) they are computed from: hidden when the role's projection
+# of that type omits any of those elements (a summary must not reveal what the record projection withholds).
+_DERIVED_SOURCES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "patient_activity": {
+        "active": ("Patient", ("active", "deceased")),
+        "first_fulfilled_start": ("Appointment", ("start", "status")),
+        "last_fulfilled_start": ("Appointment", ("start", "status")),
+        "last_fulfilled_practitioner": ("Appointment", ("participant", "status")),
+        "last_activity": ("Appointment", ("start", "created")),
+        "lifetime_billed": ("Claim", ("item", "total", "status")),
+    },
+}
+
+
+def _hidden_derived(info: ViewInfo, scope: RowScope) -> tuple[str, ...]:
+    """A derived table's columns whose source elements the role's projections omit."""
+    hidden = []
+    for column, (rtype, elements) in _DERIVED_SOURCES.get(info.name, {}).items():
+        rule = scope.field_rule(rtype)
+        if rule is not None and not all(rule.keeps(e) for e in elements):
+            hidden.append(column)
     return tuple(hidden)
 
 
