@@ -301,3 +301,26 @@ def _has_injection(body: dict[str, Any]) -> bool:
 
     text = " ".join(t for _, t in resource_texts(body))
     return any(inj.split(":")[0][:30] in text for inj in INJECTIONS)
+
+
+def test_break_glass_is_per_principal_and_expires(
+    gateway: Gateway, facts: Facts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emergency access opened by one clinician neither reaches a colleague nor outlives its minutes."""
+    from fhirgate.service import governance as gov_module
+
+    other = sorted(
+        {r.split("/")[1] for r in facts.bodies if r.startswith("Patient/")} - facts.care_team - facts.optouts
+    )[0]
+    opener = who(fhir_user=facts.practitioner, sub="doc-expiry")
+    colleague = who(fhir_user=facts.practitioner, sub="doc-colleague")
+    opened = gateway.break_glass(ctx(opener), "cardiac arrest in the car park, need the medication list")
+    assert gateway.patient_summary(ctx(opener), other)["patient"]
+    with pytest.raises(NotFound):
+        gateway.patient_summary(ctx(colleague), other)
+    minutes = gateway.governance.role_of(opener).break_glass_minutes
+    now = gov_module.time.time()
+    monkeypatch.setattr(gov_module.time, "time", lambda: now + minutes * 60 + 1)
+    assert opened["expires"]
+    with pytest.raises(NotFound):
+        gateway.patient_summary(ctx(opener), other)

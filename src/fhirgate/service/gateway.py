@@ -30,7 +30,7 @@ from fhirgate.service.analytics import Analytics
 from fhirgate.service.auditing import AuditSink, AuditWriter, Trail, classify, run_audited
 from fhirgate.service.context import RequestContext
 from fhirgate.service.cursor import CursorCodec
-from fhirgate.service.governance import Governance, Standing
+from fhirgate.service.governance import Governance, Standing, tool_decision
 from fhirgate.service.guard import Guard
 from fhirgate.service.paging import Pager
 from fhirgate.service.resources import Services
@@ -38,8 +38,6 @@ from fhirgate.store.contract import FhirStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# Tools whose output a de-identified role may receive (aggregates and view metadata; see docs/policy.md).
-DEIDENTIFIED_TOOLS = frozenset({"whoami", "list_views", "describe_view", "query_sql", "lookup_code"})
 
 
 class Gateway:
@@ -86,15 +84,9 @@ class Gateway:
         """Place the principal under the policy for one call of `tool`; AccessDenied says why not."""
         standing = self.governance.standing(ctx.principal)
         ctx.role, ctx.purpose, ctx.break_glass = standing.role.name, standing.purpose, standing.break_glass
-        allowed = standing.role.allows_tool(tool)
+        allowed = tool_decision(standing.role, tool)
         if not allowed.allowed:
             raise AccessDenied(allowed.detail, reason=allowed.reason)
-        if standing.role.deidentify and tool not in DEIDENTIFIED_TOOLS:
-            raise AccessDenied(
-                f"Role {standing.role.name} receives de-identified data only, and {tool} returns identified "
-                f"records; use one of: {', '.join(sorted(DEIDENTIFIED_TOOLS))}.",
-                reason="deid.tool_not_deidentified",
-            )
         self.governance.charge(ctx.principal, standing.role, tool)
         return standing
 
@@ -110,12 +102,7 @@ class Gateway:
             role = self.governance.role_of(principal)
         except AccessDenied:
             return None
-        allowed = role.tools
-        if role.deidentify:
-            allowed = (allowed or DEIDENTIFIED_TOOLS) & DEIDENTIFIED_TOOLS
-        if not role.break_glass:
-            allowed = (KNOWN_TOOLS if allowed is None else allowed) - {"break_glass"}
-        return allowed
+        return frozenset(t for t in KNOWN_TOOLS if tool_decision(role, t).allowed)
 
     def _scope(self, guard: Guard) -> RowScope | None:
         """The row scope of the guard's standing (None without one)."""

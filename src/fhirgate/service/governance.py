@@ -56,6 +56,27 @@ _DATE_PATHS = (
 _CODE_PATHS = ("code", "vaccineCode", "medicationCodeableConcept", "type", "serviceType")
 
 
+# Tools whose output a de-identified role may receive: view metadata, de-identified SQL, code lookups.
+DEIDENTIFIED_TOOLS = frozenset({"whoami", "list_views", "describe_view", "query_sql", "lookup_code"})
+
+
+def tool_decision(role: Role, tool: str) -> Decision:
+    """Whether the role may call `tool`: its policy tool list, de-identified output only for a de-identified
+    role, break_glass only for a role that may break the glass. The call check and tools/list both use it."""
+    allowed = role.allows_tool(tool)
+    if not allowed.allowed:
+        return allowed
+    if role.deidentify and tool not in DEIDENTIFIED_TOOLS:
+        return Decision.deny(
+            "deid.tool_not_deidentified",
+            f"Role {role.name} receives de-identified data only, and {tool} returns identified records; use one "
+            f"of: {', '.join(sorted(DEIDENTIFIED_TOOLS))}.",
+        )
+    if tool == "break_glass" and not role.break_glass:
+        return Decision.deny("break_glass.not_allowed", f"Role {role.name} may not break the glass.")
+    return allowed
+
+
 def _first_date(body: Mapping[str, Any]) -> dt.date | None:
     """The clinically relevant date of a resource (its first dating element), or None."""
     for name in _DATE_PATHS:
@@ -327,12 +348,9 @@ class Governance:
     def break_glass(self, principal: Principal, reason: object) -> tuple[Role, float]:
         """Open break-glass for the principal's role's bounded time; returns (role, expiry epoch seconds)."""
         role = self.role_of(principal)
-        if not role.break_glass:
-            raise AccessDenied(
-                f"Role {role.name} may not break the glass; roles that may: "
-                + (", ".join(r.name for r in self.policy.roles.values() if r.break_glass) or "none"),
-                reason="break_glass.not_allowed",
-            )
+        allowed = tool_decision(role, "break_glass")
+        if not allowed.allowed:
+            raise AccessDenied(allowed.detail, reason=allowed.reason)
         if not isinstance(reason, str) or len(reason.strip()) < BREAK_GLASS_REASON_MIN:
             raise InvalidInput(
                 "reason", "must say why emergency access is needed", f"at least {BREAK_GLASS_REASON_MIN} characters"
