@@ -5,7 +5,9 @@ condition and lab named by the caller (resolved to codes by the service layer, p
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 from fhirgate.analytics.reports.common import TIME_ZONE, num
 from fhirgate.analytics.reports.params import Param, add_months
@@ -30,35 +32,56 @@ ACTIVE_CLINICAL = "('active', 'recurrence', 'relapse')"
 RESULT_STATUSES = "('final', 'amended', 'corrected')"
 
 
+def _gaps(
+    ctx: ReportContext, in_cond: str, in_lab: str, cutoff: dt.date
+) -> tuple[list[dict[str, Any]], int, int, int | None]:
+    """(page rows, gaps, never tested, patients with the condition) for one care gap: active patients with an
+    active condition matching `in_cond` whose latest result matching `in_lab` (on `o.`) is missing or before
+    `cutoff`. One query serves every care-gap report, so they count and order identically."""
+    result = f"FROM observation o WHERE {in_lab} AND o.status IN {RESULT_STATUSES}"
+    active = (
+        f"clinical_status IN {ACTIVE_CLINICAL} AND coalesce(verification_status, '') NOT IN "
+        "('refuted', 'entered-in-error')"
+    )
+    sql = (
+        f"WITH dx AS (SELECT patient_id, coalesce(min(CASE WHEN system = '{ICD10CM}' THEN code END), min(code)) "
+        f"AS code, min(onset) AS onset FROM condition WHERE {in_cond} AND {active} AND patient_id IS NOT NULL "
+        "GROUP BY patient_id), "
+        "panel AS (SELECT dx.*, p.family, p.given FROM dx JOIN patient p ON p.id = dx.patient_id "
+        "WHERE p.active = 1 AND coalesce(p.deceased, 0) = 0), "
+        # The latest result: one backward seek of the (code, patient_id, effective, ...) index per patient (the
+        # first row passing system and status), not a walk over all of their results; NULLs sort last there, so
+        # it is max(effective). y is materialized: one probe per patient, and the patients are counted from it
+        # (not by a second scan of the patient view). Value and code are looked up only for the page returned.
+        f"y AS MATERIALIZED (SELECT panel.*, (SELECT o.effective {result} AND o.patient_id = panel.patient_id "
+        "ORDER BY o.effective DESC LIMIT 1) AS last FROM panel), "
+        "z AS MATERIALIZED (SELECT y.*, count(*) OVER () AS gaps, sum(last IS NULL) OVER () AS never, "
+        f"(SELECT count(*) FROM y) AS patients FROM y WHERE last IS NULL OR last < {sql_date(cutoff)} "
+        f"ORDER BY last IS NOT NULL, last, patient_id{ctx.page_sql()}) "
+        f"SELECT z.*, (SELECT o.value {result} AND o.patient_id = z.patient_id AND o.effective = z.last "
+        "ORDER BY o.code LIMIT 1) AS value, "
+        f"(SELECT o.code {result} AND o.patient_id = z.patient_id AND o.effective = z.last ORDER BY o.code LIMIT 1) "
+        "AS lab_code FROM z ORDER BY last IS NOT NULL, last, patient_id"
+    )
+    raw = ctx.query(sql, ctx.limit)
+    gaps = num(raw[0]["gaps"]) if raw else 0
+    never = num(raw[0]["never"]) if raw else 0
+    patients = num(raw[0]["patients"]) if raw else None
+    if patients is None and ctx.offset == 0:  # an empty page: count the patients with the condition on their own
+        total_sql = (
+            f"SELECT count(DISTINCT patient_id) AS n FROM condition WHERE {in_cond} AND {active} "
+            "AND patient_id IN (SELECT id FROM patient WHERE active = 1 AND coalesce(deceased, 0) = 0)"
+        )
+        patients = num(ctx.query(total_sql, 1)[0]["n"])
+    return raw, gaps, never, patients
+
+
 def build_diabetes_without_a1c(ctx: ReportContext) -> ReportResult:
     """Active patients with an active E11.* condition and no HbA1c result on or after today minus M months."""
     months = int(ctx.params["months"])
     cutoff = add_months(ctx.today, -months)
-    a1c = (
-        f"FROM observation o WHERE o.code = '{A1C}' AND o.patient_id = x.patient_id AND o.system = '{LOINC}' "
-        f"AND o.status IN {RESULT_STATUSES}"
-    )
-    sql = (
-        "WITH dm AS (SELECT patient_id, min(code) AS code, min(onset) AS onset FROM condition "
-        f"WHERE code >= 'E11' AND code < 'E12' AND system = '{ICD10CM}' AND clinical_status IN {ACTIVE_CLINICAL} "
-        "AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error') AND patient_id IS NOT NULL "
-        "GROUP BY patient_id), "
-        "panel AS (SELECT dm.*, p.family, p.given FROM dm JOIN patient p ON p.id = dm.patient_id "
-        "WHERE p.active = 1 AND coalesce(p.deceased, 0) = 0), "
-        # The latest result: one backward seek of the (code, patient_id, effective, ...) index per diabetic (the
-        # first row passing system and status), not a walk over all of their results; NULLs sort last there, so
-        # it is max(effective). y is materialized: one probe per diabetic, and the diabetics are counted from it
-        # (not by a second scan of the patient view). The value is looked up only for the page of rows returned.
-        f"x AS (SELECT panel.* FROM panel), y AS MATERIALIZED (SELECT x.*, (SELECT o.effective {a1c} "
-        "ORDER BY o.effective DESC LIMIT 1) AS last FROM x), "
-        "z AS MATERIALIZED (SELECT y.*, count(*) OVER () AS gaps, sum(last IS NULL) OVER () AS never, "
-        f"(SELECT count(*) FROM y) AS diabetics FROM y WHERE last IS NULL OR last < {sql_date(cutoff)} "
-        f"ORDER BY last IS NOT NULL, last, patient_id{ctx.page_sql()}) "
-        f"SELECT z.*, (SELECT o.value FROM observation o WHERE o.code = '{A1C}' AND o.patient_id = z.patient_id "
-        f"AND o.system = '{LOINC}' AND o.status IN {RESULT_STATUSES} AND o.effective = z.last LIMIT 1) AS value "
-        "FROM z ORDER BY last IS NOT NULL, last, patient_id"
-    )
-    raw = ctx.query(sql, ctx.limit)
+    in_dm = f"code >= 'E11' AND code < 'E12' AND system = '{ICD10CM}'"
+    raw, gaps, never, diabetics = _gaps(ctx, in_dm, f"o.code = '{A1C}' AND o.system = '{LOINC}'", cutoff)
     rows = [
         {
             "patient_id": r["patient_id"],
@@ -71,17 +94,6 @@ def build_diabetes_without_a1c(ctx: ReportContext) -> ReportResult:
         }
         for r in raw
     ]
-    gaps = num(raw[0]["gaps"]) if raw else 0
-    never = num(raw[0]["never"]) if raw else 0
-    diabetics = num(raw[0]["diabetics"]) if raw else None
-    if diabetics is None:
-        total_sql = (
-            f"SELECT count(DISTINCT c.patient_id) AS n FROM condition c JOIN patient p ON p.id = c.patient_id "
-            f"WHERE c.code >= 'E11' AND c.code < 'E12' AND c.system = '{ICD10CM}' AND c.clinical_status IN "
-            f"{ACTIVE_CLINICAL} AND coalesce(c.verification_status, '') NOT IN ('refuted', 'entered-in-error') "
-            "AND p.active = 1 AND coalesce(p.deceased, 0) = 0"
-        )
-        diabetics = num(ctx.query(total_sql, 1)[0]["n"]) if ctx.offset == 0 else None
     headline = (
         f"{gaps} of {diabetics if diabetics is not None else '?'} active patients with active type 2 diabetes "
         f"(ICD-10-CM E11.*) ({pct(rate(gaps, diabetics or 0))}) have no HbA1c result since {cutoff.isoformat()} "
@@ -166,27 +178,7 @@ def build_condition_without_lab(ctx: ReportContext) -> ReportResult:
     months = int(ctx.params["months"])
     cutoff = add_months(ctx.today, -months)
     cond, lab = ctx.codes["condition"], ctx.codes["lab"]
-    in_cond = coded_sql(cond)
-    in_lab = coded_sql(lab, "o.")
-    result = f"FROM observation o WHERE {in_lab} AND o.status IN {RESULT_STATUSES}"
-    sql = (
-        f"WITH dx AS (SELECT patient_id, coalesce(min(CASE WHEN system = '{ICD10CM}' THEN code END), min(code)) "
-        f"AS code, min(onset) AS onset FROM condition WHERE {in_cond} AND clinical_status IN {ACTIVE_CLINICAL} "
-        "AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error') AND patient_id IS NOT NULL "
-        "GROUP BY patient_id), "
-        "panel AS (SELECT dx.*, p.family, p.given FROM dx JOIN patient p ON p.id = dx.patient_id "
-        "WHERE p.active = 1 AND coalesce(p.deceased, 0) = 0), "
-        f"y AS MATERIALIZED (SELECT panel.*, (SELECT o.effective {result} AND o.patient_id = panel.patient_id "
-        "ORDER BY o.effective DESC LIMIT 1) AS last FROM panel), "
-        "z AS MATERIALIZED (SELECT y.*, count(*) OVER () AS gaps, sum(last IS NULL) OVER () AS never, "
-        f"(SELECT count(*) FROM y) AS patients FROM y WHERE last IS NULL OR last < {sql_date(cutoff)} "
-        f"ORDER BY last IS NOT NULL, last, patient_id{ctx.page_sql()}) "
-        f"SELECT z.*, (SELECT o.value {result} AND o.patient_id = z.patient_id AND o.effective = z.last "
-        "ORDER BY o.code LIMIT 1) AS value, "
-        f"(SELECT o.code {result} AND o.patient_id = z.patient_id AND o.effective = z.last ORDER BY o.code LIMIT 1) "
-        "AS lab_code FROM z ORDER BY last IS NOT NULL, last, patient_id"
-    )
-    raw = ctx.query(sql, ctx.limit)
+    raw, gaps, never, patients = _gaps(ctx, coded_sql(cond), coded_sql(lab, "o."), cutoff)
     rows = [
         {
             "patient_id": r["patient_id"],
@@ -200,16 +192,6 @@ def build_condition_without_lab(ctx: ReportContext) -> ReportResult:
         }
         for r in raw
     ]
-    gaps = num(raw[0]["gaps"]) if raw else 0
-    never = num(raw[0]["never"]) if raw else 0
-    patients = num(raw[0]["patients"]) if raw else None
-    if patients is None and ctx.offset == 0:
-        total_sql = (
-            f"SELECT count(DISTINCT patient_id) AS n FROM condition WHERE {in_cond} AND clinical_status IN "
-            f"{ACTIVE_CLINICAL} AND coalesce(verification_status, '') NOT IN ('refuted', 'entered-in-error') "
-            "AND patient_id IN (SELECT id FROM patient WHERE active = 1 AND coalesce(deceased, 0) = 0)"
-        )
-        patients = num(ctx.query(total_sql, 1)[0]["n"])
     headline = (
         f"{gaps} of {patients if patients is not None else '?'} active patients with an active {cond.text!r} "
         f"condition ({pct(rate(gaps, patients or 0))}) have no {lab.text!r} result since {cutoff.isoformat()} "
