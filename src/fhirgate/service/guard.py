@@ -18,7 +18,7 @@ from fhirgate.core.policy.labels import WithheldTally
 from fhirgate.core.policy.principal import Principal
 from fhirgate.errors import AccessDenied
 from fhirgate.service.governance import Standing
-from fhirgate.service.record_text import NOTICE, flag_attachments, guard_text
+from fhirgate.service.record_text import NOTICE, TextFindings, flag_attachments, guard_text
 from fhirgate.service.shaping import shape
 from fhirgate.store.contract import StoredResource
 
@@ -48,8 +48,7 @@ class Guard:
         self.standing = standing
         self.withheld = WithheldTally()
         self.omitted: dict[str, set[str]] = {}
-        self.flagged: list[dict[str, Any]] = []
-        self.fenced = False
+        self.text = TextFindings()
 
     def plan(self, resource_type: str, interaction: str) -> AccessPlan:
         """The access plan for a type, raising AccessDenied (naming the scope needed) when unreachable."""
@@ -122,11 +121,9 @@ class Guard:
     ) -> dict[str, Any]:
         """One resource as it leaves: projected for the role, shaped, its free text fenced (record_text)."""
         out = shape(self.project(stored), fmt, elements, summary)
-        before = len(self.flagged)
-        fenced: dict[str, Any] = guard_text(out, stored.ref, self.flagged)
+        fenced: dict[str, Any] = guard_text(out, stored.ref, self.text)
         if stored.resource_type in ("DocumentReference", "DiagnosticReport", "Communication"):
-            flag_attachments(stored.body, stored.ref, self.flagged)
-        self.fenced = self.fenced or fenced != out or len(self.flagged) > before
+            flag_attachments(stored.body, stored.ref, self.text)
         return fenced
 
     def notes(self) -> dict[str, Any]:
@@ -141,10 +138,10 @@ class Guard:
                 "security labels your role may not see; consent: the patient's Consent; care-team: patients "
                 "you have no care relationship with).",
             }
-        if self.fenced:
+        if self.text.fenced or self.text.flagged:
             out["untrusted_text"] = NOTICE
-        if self.flagged:
-            out["flagged_text"] = self.flagged
+        if self.text.flagged:
+            out["flagged_text"] = self.text.flagged
         if self.omitted and self.standing is not None:
             out["omitted_elements"] = {
                 "by_type": {t: sorted(names) for t, names in sorted(self.omitted.items())},

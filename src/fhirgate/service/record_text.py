@@ -8,6 +8,7 @@ formats (still FHIR strings); a narrative (`text.div`, XHTML) is not rewritten, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhirgate.text.attachments import attachment_text
@@ -22,30 +23,42 @@ NOTICE = (
 )
 
 
-def _fenced(text: str, ref: str, path: str, flags: list[dict[str, Any]]) -> str:
+@dataclass(slots=True)
+class TextFindings:
+    """What one result's record text needed: strings fenced, and text flagged as reading like instructions."""
+
+    fenced: int = 0
+    flagged: list[dict[str, Any]] = field(default_factory=list)
+
+    def flag(self, ref: str, path: str, signals: tuple[str, ...] | list[str]) -> None:
+        self.flagged.append({"ref": ref, "path": path, "signals": list(signals)})
+
+
+def _fenced(text: str, ref: str, path: str, found: TextFindings) -> str:
     source = f"{ref} {path}"
     item = fence(text, source if SOURCE_PATTERN.fullmatch(source) else ref)
+    found.fenced += 1
     if item.flagged:
-        flags.append({"ref": ref, "path": path, "signals": list(item.signals)})
+        found.flag(ref, path, item.signals)
     return item.text
 
 
-def guard_text(node: Any, ref: str, flags: list[dict[str, Any]], path: str = "") -> Any:
-    """`node` with free-text strings fenced (a copy where anything changed); flagged ones appended to `flags`."""
+def guard_text(node: Any, ref: str, found: TextFindings, path: str = "") -> Any:
+    """A copy of `node` with free-text strings fenced; what was fenced and flagged is added to `found`."""
     if isinstance(node, list):
-        return [guard_text(v, ref, flags, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [guard_text(v, ref, found, f"{path}[{i}]") for i, v in enumerate(node)]
     if not isinstance(node, dict):
         return node
     out: dict[str, Any] = {}
     for key, value in node.items():
         here = f"{path}.{key}" if path else key
         if key in FREE_TEXT and isinstance(value, str):
-            out[key] = _fenced(value, ref, here, flags)
+            out[key] = _fenced(value, ref, here, found)
         elif key == "note" and isinstance(value, list):
             out[key] = [
-                _fenced(v, ref, f"{here}[{i}]", flags)
+                _fenced(v, ref, f"{here}[{i}]", found)
                 if isinstance(v, str)
-                else {**v, "text": _fenced(v["text"], ref, f"{here}[{i}].text", flags)}
+                else {**v, "text": _fenced(v["text"], ref, f"{here}[{i}].text", found)}
                 if isinstance(v, dict) and isinstance(v.get("text"), str)
                 else v
                 for i, v in enumerate(value)
@@ -53,19 +66,19 @@ def guard_text(node: Any, ref: str, flags: list[dict[str, Any]], path: str = "")
         elif key == "text" and isinstance(value, dict) and isinstance(value.get("div"), str):
             signals = detect(value["div"])
             if signals:
-                flags.append({"ref": ref, "path": f"{here}.div", "signals": list(signals)})
+                found.flag(ref, f"{here}.div", signals)
             out[key] = value
         else:
-            out[key] = guard_text(value, ref, flags, here)
+            out[key] = guard_text(value, ref, found, here)
     return out
 
 
-def flag_attachments(node: Any, ref: str, flags: list[dict[str, Any]], path: str = "") -> None:
+def flag_attachments(node: Any, ref: str, found: TextFindings, path: str = "") -> None:
     """Flag attachments (notes as base64 text, HTML, RTF or PDF) whose decoded text reads like instructions to an
     AI: the result carries base64, not the text, but a model may decode it, so it is told."""
     if isinstance(node, list):
         for i, v in enumerate(node):
-            flag_attachments(v, ref, flags, f"{path}[{i}]")
+            flag_attachments(v, ref, found, f"{path}[{i}]")
     elif isinstance(node, dict):
         if isinstance(node.get("data"), str) and isinstance(node.get("contentType"), str):
             try:
@@ -74,7 +87,7 @@ def flag_attachments(node: Any, ref: str, flags: list[dict[str, Any]], path: str
                 text = None
             signals = detect(text) if text else ()
             if signals:
-                flags.append({"ref": ref, "path": path or "attachment", "signals": list(signals)})
+                found.flag(ref, path or "attachment", signals)
             return
         for key, value in node.items():
-            flag_attachments(value, ref, flags, f"{path}.{key}" if path else key)
+            flag_attachments(value, ref, found, f"{path}.{key}" if path else key)
