@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import apsw
+
 from fhirgate.store.sqlite.store import SqliteStore
+
+QueryFn = Callable[[str, int], list[dict[str, Any]]]
 
 
 def q(store: SqliteStore, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -30,3 +35,31 @@ def labelled_ids(store: SqliteStore, rtype: str) -> set[str]:
         if codes & SENSITIVE:
             out.add(str(item.body["id"]))
     return out
+
+
+def report_query(conn: apsw.Connection) -> QueryFn:
+    """A report's query function straight on a store connection (no sandbox): rows as dicts, at most max_rows."""
+
+    def query(sql: str, max_rows: int) -> list[dict[str, Any]]:
+        cur = conn.execute(sql)
+        try:
+            cols = [d[0] for d in cur.getdescription()]
+        except apsw.ExecutionCompleteError:  # no rows
+            return []
+        return [dict(zip(cols, r, strict=True)) for r in cur][:max_rows]
+
+    return query
+
+
+def check_rebuild_and_reopen(
+    store: SqliteStore, table: str, stored: Callable[[SqliteStore], Any], expected: Any
+) -> None:
+    """A derived table equals its recomputation after a full rebuild, and is rebuilt when dropped and reopened."""
+    incremental = stored(store)
+    store.run_write(lambda conn: store.derived.rebuild(conn))  # type: ignore[union-attr]
+    assert stored(store) == incremental == expected
+    store._conn().execute(f"DROP TABLE {table}")
+    derived = store.derived
+    assert derived is not None and derived.load(store._conn())
+    store.run_write(derived.prepare)
+    assert stored(store) == incremental

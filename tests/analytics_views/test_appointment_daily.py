@@ -11,10 +11,9 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-import apsw
 import orjson
 import pytest
-from helpers import labelled_ids, q
+from helpers import check_rebuild_and_reopen, labelled_ids, q, report_query
 
 from fhirgate.analytics.reports.registry import get_report, run
 from fhirgate.core.policy.consent import ConsentSet
@@ -138,14 +137,7 @@ def test_rejected_transaction_leaves_the_rollup_unchanged(fresh: SqliteStore) ->
 
 def test_rebuild_equals_incremental_and_missing_table_is_rebuilt(fresh: SqliteStore) -> None:
     fresh.delete("Appointment", str(q(fresh, "SELECT id FROM appointment LIMIT 1")[0][0]))
-    incremental = stored(fresh)
-    fresh.run_write(lambda conn: fresh.derived.rebuild(conn))  # type: ignore[union-attr]
-    assert stored(fresh) == incremental == expected(fresh)
-    fresh._conn().execute("DROP TABLE appointment_daily")
-    derived = fresh.derived
-    assert derived is not None and derived.load(fresh._conn())
-    fresh.run_write(derived.prepare)
-    assert stored(fresh) == incremental
+    check_rebuild_and_reopen(fresh, "appointment_daily", stored, expected(fresh))
 
 
 PSY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}
@@ -214,13 +206,7 @@ PERIODS = (
 def test_reports_read_the_same_numbers_from_the_derived_tables_and_the_views(practice: SqliteStore, name: str) -> None:
     conn = practice._conn()
 
-    def query(sql: str, max_rows: int) -> list[dict[str, Any]]:
-        cur = conn.execute(sql)
-        try:
-            cols = [d[0] for d in cur.getdescription()]
-        except apsw.ExecutionCompleteError:  # no rows
-            return []
-        return [dict(zip(cols, r, strict=True)) for r in cur][:max_rows]
+    query = report_query(conn)
 
     base = ["appointment", "practitioner", "claim_line", "invoice_line"]
     # The derived tables leave sensitive-labelled resources out, and the rollup opted-out patients' (the

@@ -12,10 +12,9 @@ import copy
 import datetime as dt
 from typing import Any
 
-import apsw
 import orjson
 import pytest
-from helpers import labelled_ids, q
+from helpers import labelled_ids, q, report_query
 
 from fhirgate.analytics.reports.registry import get_report, run
 from fhirgate.core.policy.consent import ConsentSet
@@ -239,13 +238,7 @@ PERIODS = (
 def test_service_volume_reads_the_same_numbers_from_billing_daily(practice: SqliteStore) -> None:
     conn = practice._conn()
 
-    def query(sql: str, max_rows: int) -> list[dict[str, Any]]:
-        cur = conn.execute(sql)
-        try:
-            cols = [d[0] for d in cur.getdescription()]
-        except apsw.ExecutionCompleteError:  # no rows
-            return []
-        return [dict(zip(cols, r, strict=True)) for r in cur][:max_rows]
+    query = report_query(conn)
 
     # The caller billing_daily is offered to: opted-out patients and sensitive-labelled resources withheld.
     gone = ", ".join(f"'{p}'" for p in sorted(optouts(practice)))

@@ -10,10 +10,9 @@ import copy
 import datetime as dt
 from typing import Any
 
-import apsw
 import orjson
 import pytest
-from helpers import SENSITIVE, labelled_ids, q
+from helpers import SENSITIVE, check_rebuild_and_reopen, labelled_ids, q, report_query
 
 from fhirgate.analytics.reports.registry import get_report, run
 from fhirgate.errors import ValidationFailed
@@ -151,14 +150,7 @@ def test_rejected_transaction_leaves_the_summary_unchanged(fresh: SqliteStore) -
 
 def test_rebuild_equals_incremental_and_missing_table_is_rebuilt(fresh: SqliteStore) -> None:
     fresh.delete("Claim", str(q(fresh, "SELECT id FROM claim_line LIMIT 1")[0][0]))
-    incremental = stored(fresh)
-    fresh.run_write(lambda conn: fresh.derived.rebuild(conn))  # type: ignore[union-attr]
-    assert stored(fresh) == incremental == expected(fresh)
-    fresh._conn().execute("DROP TABLE patient_activity")
-    derived = fresh.derived
-    assert derived is not None and derived.load(fresh._conn())
-    fresh.run_write(derived.prepare)
-    assert stored(fresh) == incremental
+    check_rebuild_and_reopen(fresh, "patient_activity", stored, expected(fresh))
 
 
 PSY = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}
@@ -289,18 +281,6 @@ PAGED = {
 }
 
 
-def _query(conn: apsw.Connection) -> Any:
-    def query(sql: str, max_rows: int) -> list[dict[str, Any]]:
-        cur = conn.execute(sql)
-        try:
-            cols = [d[0] for d in cur.getdescription()]
-        except apsw.ExecutionCompleteError:  # no rows
-            return []
-        return [dict(zip(cols, r, strict=True)) for r in cur][:max_rows]
-
-    return query
-
-
 @pytest.mark.parametrize("name", sorted(PAGED))
 def test_reports_page_the_same_rows_from_the_summary_and_the_views(fresh: SqliteStore, name: str) -> None:
     """Every page and count of the reports is the same read from patient_activity's indexes as from the views,
@@ -326,7 +306,7 @@ def test_reports_page_the_same_rows_from_the_summary_and_the_views(fresh: Sqlite
             given = {"today": "2026-11-21", **params}
             out = []
             for available in (base, [*base, "patient_activity"]):
-                result = run(get_report(name), given, _query(conn), available=available, today=TODAY)[0]
+                result = run(get_report(name), given, report_query(conn), available=available, today=TODAY)[0]
                 out.append(orjson.dumps([result.rows, result.headline, result.summary, result.total_rows]))
             assert out[0] == out[1], (name, params)
     finally:
