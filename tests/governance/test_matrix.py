@@ -324,3 +324,23 @@ def test_break_glass_is_per_principal_and_expires(
     assert opened["expires"]
     with pytest.raises(NotFound):
         gateway.patient_summary(ctx(opener), other)
+
+
+def test_label_tables_and_deid_function_are_unreachable_from_sql(gateway: Gateway) -> None:
+    """The per-connection temp tables of labelled rowids serve the inner views only: a query cannot read them
+    (which would list what is withheld), whether named plainly, schema-qualified or through a CTE."""
+    from fhirgate.analytics.sql.policy import labelled_table
+    from fhirgate.core.policy.labels import SENSITIVE_DEFAULT
+
+    gateway.query_sql(ctx(STAFF), "SELECT count(*) FROM appointment")  # the tables now exist on the connection
+    name = labelled_table("Appointment", frozenset(SENSITIVE_DEFAULT))
+    for sql in (
+        f"SELECT count(*) FROM {name}",
+        f"SELECT count(*) FROM temp.{name}",
+        f"WITH x AS (SELECT rid FROM temp.{name}) SELECT count(*) FROM x",
+        f"SELECT count(*) FROM appointment WHERE 1 IN (SELECT 1 FROM temp.{name})",
+    ):
+        # AccessDenied (the authorizer refused an existing table), not InvalidInput (no such table): the name
+        # is right and the table is there.
+        with pytest.raises(AccessDenied):
+            gateway.query_sql(ctx(STAFF), sql)
