@@ -18,7 +18,7 @@ from fhirgate.core.policy.labels import WithheldTally
 from fhirgate.core.policy.principal import Principal
 from fhirgate.errors import AccessDenied
 from fhirgate.service.governance import Standing
-from fhirgate.service.record_text import NOTICE, TextFindings, flag_attachments, guard_text
+from fhirgate.service.record_text import NOTICE, TextFindings, flag_stored_attachments, guard_text
 from fhirgate.service.shaping import shape
 from fhirgate.store.contract import StoredResource
 
@@ -122,8 +122,7 @@ class Guard:
         """One resource as it leaves: projected for the role, shaped, its free text fenced (record_text)."""
         out = shape(self.project(stored), fmt, elements, summary)
         fenced: dict[str, Any] = guard_text(out, stored.ref, self.text)
-        if stored.resource_type in ("DocumentReference", "DiagnosticReport", "Communication"):
-            flag_attachments(stored.body, stored.ref, self.text)
+        flag_stored_attachments(stored.ref, stored.resource_type, stored.body, self.text)
         return fenced
 
     def notes(self) -> dict[str, Any]:

@@ -8,8 +8,13 @@ formats (still FHIR strings); a narrative (`text.div`, XHTML) is not rewritten, 
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from fhirgate.text.attachments import attachment_text
 from fhirgate.text.untrusted import SOURCE_PATTERN, detect, fence
@@ -71,6 +76,36 @@ def guard_text(node: Any, ref: str, found: TextFindings, path: str = "") -> Any:
         else:
             out[key] = guard_text(value, ref, found, here)
     return out
+
+
+# Resource types whose attachments (notes, reports) are decoded and checked for instructions to an AI.
+ATTACHMENT_TYPES = frozenset({"DocumentReference", "DiagnosticReport", "Communication"})
+_CACHE_SIZE = 4096
+_cache: OrderedDict[tuple[str, bytes], tuple[tuple[str, tuple[str, ...]], ...]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def flag_stored_attachments(ref: str, resource_type: str, body: Any, found: TextFindings) -> None:
+    """flag_attachments for a stored resource, decoded once per process for the same content (keyed by a digest
+    of the body): decoding a PDF or RTF note on every search page would put per-row parsing on the tool-call
+    path, while hashing its JSON is cheap."""
+    if resource_type not in ATTACHMENT_TYPES:
+        return
+    key = (ref, hashlib.blake2b(orjson.dumps(body), digest_size=16).digest())
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+    if hit is None:
+        fresh = TextFindings()
+        flag_attachments(body, ref, fresh)
+        hit = tuple((str(f["path"]), tuple(f["signals"])) for f in fresh.flagged)
+        with _cache_lock:
+            _cache[key] = hit
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    for path, signals in hit:
+        found.flag(ref, path, signals)
 
 
 def flag_attachments(node: Any, ref: str, found: TextFindings, path: str = "") -> None:
