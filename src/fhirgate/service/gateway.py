@@ -35,6 +35,7 @@ from fhirgate.service.guard import Guard
 from fhirgate.service.paging import Pager
 from fhirgate.service.resources import Services
 from fhirgate.store.contract import FhirStore
+from fhirgate.terminology.lookup import Terminology
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +62,7 @@ class Gateway:
         self.governance = governance or Governance(load_policy(None), store)
         self._env = Services(store, Pager(CursorCodec(cursor_secret)))
         self._analytics: Analytics | None = None
+        self._terminology: Terminology | None = None
         self._analytics_lock = threading.Lock()
 
     @property
@@ -396,6 +398,14 @@ class Gateway:
 
     # -- terminology (fhirgate.terminology) -------------------------------------------------------
 
+    @property
+    def terminology(self) -> Terminology:
+        """The code lookup over this gateway's store (its seen codes), built on first use."""
+        with self._analytics_lock:
+            if self._terminology is None:
+                self._terminology = Terminology.for_store(self.store)
+            return self._terminology
+
     def lookup_code(
         self,
         ctx: RequestContext,
@@ -412,8 +422,6 @@ class Gateway:
         return self._run(
             ctx,
             trail,
-            lambda g: terminology.lookup_code(
-                terminology.terminology_of(self, self.store), g, text=text, code=code, system=system, limit=limit
-            ),
+            lambda g: terminology.lookup_code(self.terminology, g, text=text, code=code, system=system, limit=limit),
             "lookup_code",
         )

@@ -1,4 +1,4 @@
-"""The lookup_code use case's parts: one Terminology per gateway, and which seen-in-data types a caller may use.
+"""The lookup_code use case: which seen-in-data types a caller may use, and the lookup under its standing.
 
 Codes seen in the practice's data are practice-wide facts, so they are offered only for the resource types the
 caller may search practice-wide (no patient compartment, no SMART constraints, allowed by its role); a caller
@@ -7,27 +7,12 @@ confined to one patient gets the curated synonyms and ICD-10-CM only.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from fhirgate.core.policy.access import plan_access
 from fhirgate.service.guard import Guard
-from fhirgate.store.contract import FhirStore
 from fhirgate.terminology.lookup import Terminology
 from fhirgate.terminology.seen import VIEWS
-
-_lock = threading.Lock()
-_ATTRIBUTE = "_terminology"
-
-
-def terminology_of(owner: object, store: FhirStore) -> Terminology:
-    """The Terminology cached on `owner` (the Gateway), built over `store` on first use."""
-    with _lock:
-        found: Terminology | None = getattr(owner, _ATTRIBUTE, None)
-        if found is None:
-            found = Terminology.for_store(store)
-            setattr(owner, _ATTRIBUTE, found)
-        return found
 
 
 def seen_types(guard: Guard) -> frozenset[str]:

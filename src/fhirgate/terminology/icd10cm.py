@@ -11,10 +11,19 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-
-import simple_icd_10_cm as cm
+from typing import Any
 
 from fhirgate.errors import InvalidInput
+
+
+@lru_cache(maxsize=1)
+def _cm() -> Any:
+    """The simple_icd_10_cm module, imported on first use: loading the CMS tables takes about a second, which
+    every CLI command and server start would otherwise pay whether or not it looks a code up."""
+    import simple_icd_10_cm
+
+    return simple_icd_10_cm
+
 
 # Letter, two alphanumerics, then up to four more after an optional dot (ICD-10-CM code structure).
 _SHAPE = re.compile(r"[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?")
@@ -38,9 +47,9 @@ def normalize(code: str) -> str | None:
     if not text or len(text) > MAX_CODE or not _SHAPE.fullmatch(text):
         return None
     try:
-        if not cm.is_valid_item(text) or not cm.is_category_or_subcategory(text):
+        if not _cm().is_valid_item(text) or not _cm().is_category_or_subcategory(text):
             return None
-        return str(cm.add_dot(text))
+        return str(_cm().add_dot(text))
     except (ValueError, KeyError):
         return None
 
@@ -51,11 +60,11 @@ def is_valid(code: str) -> bool:
 
 
 def _kind(item: str) -> str:
-    if cm.is_chapter(item):
+    if _cm().is_chapter(item):
         return "chapter"
-    if cm.is_block(item):
+    if _cm().is_block(item):
         return "block"
-    return "category" if cm.is_category(item) else "subcategory"
+    return "category" if _cm().is_category(item) else "subcategory"
 
 
 def _require(code: str, param: str) -> str:
@@ -69,21 +78,21 @@ def _require(code: str, param: str) -> str:
 def display(code: str) -> str | None:
     """The CMS description of an ICD-10-CM code, or None when it is not one."""
     found = normalize(code)
-    return str(cm.get_description(found)) if found is not None else None
+    return str(_cm().get_description(found)) if found is not None else None
 
 
 @lru_cache(maxsize=4096)
 def ancestors(code: str, param: str = "code") -> tuple[IcdItem, ...]:
     """The code's ancestors, nearest first (parent category, block, chapter)."""
     found = _require(code, param)
-    return tuple(IcdItem(str(a), str(cm.get_description(a)), _kind(a)) for a in cm.get_ancestors(found))
+    return tuple(IcdItem(str(a), str(_cm().get_description(a)), _kind(a)) for a in _cm().get_ancestors(found))
 
 
 @lru_cache(maxsize=1024)
 def descendants(code: str, param: str = "code") -> tuple[str, ...]:
     """Every code below this one in the hierarchy (for E11: all of E11.*), in table order."""
     found = _require(code, param)
-    return tuple(str(cm.add_dot(d)) for d in cm.get_descendants(found))
+    return tuple(str(_cm().add_dot(d)) for d in _cm().get_descendants(found))
 
 
 def expand_below(code: str, param: str = "code") -> list[str]:
@@ -97,7 +106,7 @@ def item(code: str) -> IcdItem | None:
     found = normalize(code)
     if found is None:
         return None
-    return IcdItem(found, str(cm.get_description(found)), _kind(found))
+    return IcdItem(found, str(_cm().get_description(found)), _kind(found))
 
 
 _all_lock = threading.Lock()
@@ -110,8 +119,8 @@ def all_codes() -> tuple[IcdItem, ...]:
     with _all_lock:
         if _all is None:
             _all = tuple(
-                IcdItem(str(c), str(cm.get_description(c)), "category" if cm.is_category(c) else "subcategory")
-                for c in cm.get_all_codes(with_dots=True)
-                if cm.is_category_or_subcategory(c)
+                IcdItem(str(c), str(_cm().get_description(c)), "category" if _cm().is_category(c) else "subcategory")
+                for c in _cm().get_all_codes(with_dots=True)
+                if _cm().is_category_or_subcategory(c)
             )
         return _all
