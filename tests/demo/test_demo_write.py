@@ -22,7 +22,9 @@ class FakeStore:
         self.batches: list[list[dict[str, Any]]] = []
         self.fail_after: int | None = None
 
-    def write(self, resources: Sequence[dict[str, Any]], *, index: Any = None) -> list[Any]:
+    def write(
+        self, resources: Sequence[dict[str, Any]], *, index: Any = None, expect: Any = None, precondition: Any = None
+    ) -> list[Any]:
         if self.fail_after is not None and len(self.batches) >= self.fail_after:
             raise RuntimeError("disk full")
         self.batches.append(list(resources))

@@ -22,7 +22,9 @@ class FakeStore:
         self.writes = 0
         self.fail_when: Callable[[dict[str, Any]], bool] | None = None
 
-    def write(self, resources: Sequence[dict[str, Any]], *, index: Any = None) -> list[StoredResource]:
+    def write(
+        self, resources: Sequence[dict[str, Any]], *, index: Any = None, expect: Any = None, precondition: Any = None
+    ) -> list[StoredResource]:
         for r in resources:
             if "id" not in r or "resourceType" not in r:
                 raise StoreError("resource needs resourceType and id")
@@ -37,7 +39,7 @@ class FakeStore:
             out.append(StoredResource(key[0], key[1], self.versions[key], "", self.data[key]))
         return out
 
-    def delete(self, resource_type: str, id: str) -> bool:
+    def delete(self, resource_type: str, id: str, *, expect_version: int | None = None) -> bool:
         return self.data.pop((resource_type, id), None) is not None
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:

@@ -6,15 +6,24 @@ never depend on which backend they talk to.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
+
+from fhirgate.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
     from fhirgate.core.fhir.indexing import IndexRows
     from fhirgate.core.fhir.search import SearchQuery
 
 Resource = dict[str, Any]
+
+# A relative reference `Type/id` (FHIR R4 §2.24.0.1 id: 1-64 of [A-Za-z0-9\-.]).
+_REF_RE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})")
+
+# One pinned resource of a conditional write: (type, id, version the caller read; None = must not exist).
+Expectation = tuple[str, str, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,65 @@ class SearchPage:
     total: int | None = None
     # Offset of the next page, or None when this page is the last.
     next_offset: int | None = None
+
+
+def _is_version(version: object) -> TypeGuard[int]:
+    """True for a meta.versionId as this store assigns it: an int >= 1 (bool excluded)."""
+    return isinstance(version, int) and not isinstance(version, bool) and version >= 1
+
+
+def check_version(version: object, param: str = "expect_version") -> int:
+    """A version a caller read (meta.versionId as an int >= 1); InvalidInput naming `param` otherwise."""
+    if not _is_version(version):
+        raise InvalidInput(param, "not a positive integer version")
+    return version
+
+
+def parse_expect(expect: Mapping[str, int | None] | None) -> list[Expectation]:
+    """The pins of a conditional write as (type, id, version), checked up front so a backend never sees junk.
+
+    Keys are relative references `Type/id`; values the meta.versionId the caller read (an int >= 1), or
+    None for "must not exist". InvalidInput names the parameter, never the offending value.
+    """
+    if expect is None:
+        return []
+    if not isinstance(expect, Mapping):
+        raise InvalidInput("expect", "must map Type/id to a version or None")
+    out: list[Expectation] = []
+    for ref, version in expect.items():
+        match = _REF_RE.fullmatch(ref) if isinstance(ref, str) else None
+        if match is None:
+            raise InvalidInput("expect", "a key is not a relative reference", "Type/id")
+        if version is not None and not _is_version(version):
+            raise InvalidInput("expect", f"the version for {ref} is not a positive integer or None")
+        out.append((match[1], match[2], version))
+    return out
+
+
+def expectation_conflict(pin: Expectation, stored: tuple[int, bool] | None) -> Conflict | None:
+    """The Conflict for one pin against the stored (version, deleted) state, or None when the pin holds.
+
+    FHIR R4 §3.1.0.5.3 Managing Resource Contention (http.html#concurrency): a version-aware update
+    names the version the client read (If-Match: W/"n") and is refused when the current version differs;
+    "must not exist" is If-None-Match: * (a deleted resource counts as absent). Messages carry the
+    reference and versions only.
+    """
+    rtype, rid, expected = pin
+    ref = f"{rtype}/{rid}"
+    current = None if stored is None or stored[1] else stored[0]
+    if expected is None:
+        return None if current is None else Conflict(f"{ref} already exists (version {current})")
+    if stored is None:
+        return Conflict(f"{ref} no longer exists (nothing is stored; the write expected version {expected})")
+    if current is None:
+        return Conflict(
+            f"{ref} no longer exists (deleted at version {stored[0]}; the write expected version {expected})"
+        )
+    if current != expected:
+        return Conflict(
+            f"{ref} changed since it was read (version {current} is stored; the write expected version {expected})"
+        )
+    return None
 
 
 @dataclass(slots=True)
@@ -122,18 +190,38 @@ class FhirStore(Protocol):
         """Every version, newest first (FHIR R4 §3.1.0.4 history)."""
         ...
 
-    def write(self, resources: Sequence[Resource], *, index: Sequence[IndexRows] | None = None) -> list[StoredResource]:
+    def write(
+        self,
+        resources: Sequence[Resource],
+        *,
+        index: Sequence[IndexRows] | None = None,
+        expect: Mapping[str, int | None] | None = None,
+        precondition: Callable[[], None] | None = None,
+    ) -> list[StoredResource]:
         """Create or update resources atomically: all are stored, or none.
 
         Each resource needs resourceType and id. The store assigns meta.versionId (previous + 1)
         and meta.lastUpdated, keeps the previous version in history, and writes every search index.
         `index`, when given, holds rows already extracted for each resource (same order), so a
         loader can extract in worker processes.
+
+        Optimistic concurrency (FHIR R4 §3.1.0.5.3, version-aware update / If-Match): `expect` maps
+        `Type/id` to the version the caller read, or None for "must not exist" (absent or deleted).
+        Pinned refs need not be among `resources`. Checked inside the write transaction before anything
+        is written: any mismatch raises Conflict and nothing is written; a malformed pin, InvalidInput.
+        `precondition` runs next, in the same transaction and on the calling thread: it may call this
+        store's read/search/find_ids (and sees the transaction's view) but must not write; if it raises,
+        nothing is written and its exception propagates unchanged. With `expect` or `precondition`, an
+        empty `resources` still checks them (and writes nothing).
         """
         ...
 
-    def delete(self, resource_type: str, id: str) -> bool:
-        """Delete the current version (history kept); False when there was nothing to delete."""
+    def delete(self, resource_type: str, id: str, *, expect_version: int | None = None) -> bool:
+        """Delete the current version (history kept); False when there was nothing to delete.
+
+        With `expect_version` (the version the caller read, FHIR R4 §3.1.0.5.3): Conflict, and nothing
+        deleted, when another version is current or the resource is absent or already deleted.
+        """
         ...
 
     def search(self, query: SearchQuery) -> SearchPage:

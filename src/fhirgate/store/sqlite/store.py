@@ -22,7 +22,17 @@ from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.core.fhir.search import SearchQuery, parse_search
 from fhirgate.database import open_sqlite
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
-from fhirgate.store.contract import DerivedTables, PreparedResource, Resource, SearchPage, StoredResource
+from fhirgate.store.contract import (
+    DerivedTables,
+    Expectation,
+    PreparedResource,
+    Resource,
+    SearchPage,
+    StoredResource,
+    check_version,
+    expectation_conflict,
+    parse_expect,
+)
 from fhirgate.store.sqlite import relations
 from fhirgate.store.sqlite.query import COLUMNS, SqlBuilder
 from fhirgate.store.sqlite.schema import (
@@ -55,6 +65,22 @@ def _row(row: Any) -> StoredResource:
 def _scalar(conn: apsw.Connection, sql: str, args: Sequence[Any]) -> int:
     row: Any = conn.execute(sql, args).fetchone()
     return int(row[0])
+
+
+def _stored_state(conn: apsw.Connection, resource_type: str, id: str) -> tuple[int, bool] | None:
+    """(version, deleted) of a resource as stored now, or None when it was never stored."""
+    row: Any = conn.execute(
+        "SELECT version, deleted FROM resources WHERE type = ? AND id = ?", (resource_type, id)
+    ).fetchone()
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
+def _enforce(conn: apsw.Connection, pins: Sequence[Expectation]) -> None:
+    """Raise the first Conflict among the pins (inside the write transaction, so no write can slip between)."""
+    for pin in pins:
+        conflict = expectation_conflict(pin, _stored_state(conn, pin[0], pin[1]))
+        if conflict is not None:
+            raise conflict
 
 
 def _extract(resources: Sequence[Resource]) -> list[IndexRows]:
@@ -245,14 +271,31 @@ class SqliteStore:
 
     # -- writes --------------------------------------------------------------------------------------
 
-    def write(self, resources: Sequence[Resource], *, index: Sequence[IndexRows] | None = None) -> list[StoredResource]:
-        """Create or update resources atomically: all are stored with their index rows, or none."""
-        if not resources:
+    def write(
+        self,
+        resources: Sequence[Resource],
+        *,
+        index: Sequence[IndexRows] | None = None,
+        expect: Mapping[str, int | None] | None = None,
+        precondition: Callable[[], None] | None = None,
+    ) -> list[StoredResource]:
+        """Create or update resources atomically: all are stored with their index rows, or none.
+
+        `expect` and `precondition` are checked after BEGIN IMMEDIATE, under the store's write lock, on
+        this thread's connection (so a precondition's reads see the transaction and take no lock).
+        """
+        pins = parse_expect(expect)
+        if not resources and not pins and precondition is None:
             return []
         if index is not None and len(index) != len(resources):
             raise InvalidInput("index", f"{len(index)} index entries for {len(resources)} resources")
-        rows = list(index) if index is not None else _extract(resources)
+        rows = list(index) if index is not None else _extract(resources)  # outside the lock: it is the slow part
         with self._errors("write"), self._transaction() as conn:
+            _enforce(conn, pins)
+            if precondition is not None:
+                precondition()
+            if not resources:
+                return []
             changes = self._changes(conn)
             stored = write_batch(conn, self._params, resources, rows, now_instant(), changes)
             self._derive(conn, changes)
@@ -326,11 +369,18 @@ class SqliteStore:
                 finally:
                     end_initial_load(self._conn())
 
-    def delete(self, resource_type: str, id: str) -> bool:
-        """Delete the current version (history kept, version incremented); False when nothing to delete."""
+    def delete(self, resource_type: str, id: str, *, expect_version: int | None = None) -> bool:
+        """Delete the current version (history kept, version incremented); False when nothing to delete.
+
+        With `expect_version`, Conflict (nothing deleted) unless exactly that version is current.
+        """
+        pins: list[Expectation] = []
+        if expect_version is not None:
+            pins.append((resource_type, id, check_version(expect_version)))
         now = now_instant()
         epoch = parse_date_range(now)[0]
         with self._errors("delete"), self._transaction() as conn:
+            _enforce(conn, pins)
             row = conn.execute(
                 "SELECT rid, version FROM resources WHERE type = ? AND id = ? AND deleted = 0", (resource_type, id)
             ).fetchone()
