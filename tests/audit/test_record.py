@@ -107,7 +107,7 @@ def test_from_row_rejects_malformed(bad: bytes) -> None:
     [
         ("outcome", "maybe"),
         ("transport", "carrier-pigeon"),
-        ("balp_kind", "create"),
+        ("balp_kind", "patch"),  # not a kind fhirgate records (create/update/delete/operation are)
         ("time", "2024-01-01T00:00:00+01:00"),
         ("request_id", ""),
     ],

@@ -5,6 +5,11 @@ taken from the request: tool arguments may carry names or birth dates, so only t
 is kept (`args_digest`), and `query` keeps search parameter names with every value replaced by `*`.
 Ids of patients and resources touched are kept, as HIPAA 45 CFR 164.312(b) audit controls and the
 164.528 accounting of disclosures need them.
+
+Safe writes (docs/writes.md) add BALP kinds create, update and delete (FHIR RESTful interactions on a
+resource) and operation (a proposal, an approval or a rejection: no resource written), and two fields:
+`proposal`, the proposal id the record belongs to, and `decider`, who approved, rejected or confirmed it
+(a subject key `issuer#sub`, or the name an operator typed at the CLI).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from fhirgate.errors import AuditError, InvalidInput
 
 TRANSPORTS: frozenset[str] = frozenset({"http", "stdio", "cli", "in-memory"})
 OUTCOMES: frozenset[str] = frozenset({"success", "denied", "not-found", "invalid", "error"})
-BALP_KINDS: frozenset[str] = frozenset({"read", "query"})
+# "operation": a proposal, an approval or a rejection (FHIR restful-interaction#operation), not a RESTful
+# create/update/delete of a resource.
+BALP_KINDS: frozenset[str] = frozenset({"read", "query", "create", "update", "delete", "operation"})
 
 # FHIR R4 instant (§2.24.0.1 Primitive Types), restricted here to UTC with milliseconds.
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -33,6 +40,14 @@ _PARAM_NAME = re.compile(r"_?[A-Za-z][A-Za-z0-9_\-.]{0,63}(:[A-Za-z][A-Za-z0-9\-
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _TUPLE_FIELDS = ("scopes", "purpose_of_use", "patients", "references")
 _GOVERNANCE_FIELDS = frozenset({"role", "purpose", "break_glass"})
+_WRITE_FIELDS = ("proposal", "decider")
+# Fields added after the first records were chained: left out of the canonical JSON when unset (None or
+# False), so every record written before them keeps its exact bytes and hash.
+_OMITTED_WHEN_UNSET = _GOVERNANCE_FIELDS | frozenset(_WRITE_FIELDS)
+_LABEL_LIMIT = 400
+# C0 and C1 control characters, DEL and the Unicode line separators: a label stays one printable line, so
+# it cannot forge lines in a log or an export.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def instant_now() -> str:
@@ -61,6 +76,14 @@ def clean_query(resource_type: str | None, params: Iterable[str] | Mapping[str, 
     if not names:
         return base or None
     return f"{base}?" + "&".join(f"{n}=*" for n in names)
+
+
+def _check_label(name: str, value: object) -> None:
+    """A short free-text label (proposal id, decider): None, or 1-400 characters without control characters."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or len(value) > _LABEL_LIMIT or _CONTROL.search(value):
+        raise InvalidInput(name, "must be 1-400 characters without control characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,9 @@ class AuditRecord:
     role: str | None = None
     purpose: str | None = None
     break_glass: bool = False
+    # Safe writes: the proposal id, and who decided on it. Left out of the canonical JSON when unset.
+    proposal: str | None = None
+    decider: str | None = None
 
     def __post_init__(self) -> None:
         if not _INSTANT.fullmatch(self.time):
@@ -112,6 +138,8 @@ class AuditRecord:
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
                 raise InvalidInput(name, "must be a tuple of strings")
+        for name in _WRITE_FIELDS:
+            _check_label(name, getattr(self, name))
 
     @classmethod
     def new(
@@ -137,6 +165,8 @@ class AuditRecord:
         role: str | None = None,
         purpose: str | None = None,
         break_glass: bool = False,
+        proposal: str | None = None,
+        decider: str | None = None,
     ) -> AuditRecord:
         """Build a record from a request: arguments are digested, query values dropped, ids de-duplicated."""
         return cls(
@@ -165,6 +195,8 @@ class AuditRecord:
             role=role,
             purpose=purpose,
             break_glass=bool(break_glass),
+            proposal=proposal,
+            decider=decider,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,7 +204,7 @@ class AuditRecord:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _GOVERNANCE_FIELDS and value in (None, False):
+            if f.name in _OMITTED_WHEN_UNSET and value in (None, False):
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -48,6 +48,9 @@ class Trail:
     references: list[str] = field(default_factory=list)
     # Set when a refusal is reported to the caller as not-found (reads by id): the record still says why.
     masked_denial: str | None = None
+    # Safe writes: the proposal the use case made or acted on, and who approved/rejected/confirmed it.
+    proposal: str | None = None
+    decider: str | None = None
 
     def touch(self, ref: str, patients: tuple[str, ...] | list[str]) -> None:
         """Note one resource returned and the patients whose compartment holds it."""
@@ -75,12 +78,14 @@ class AuditWriter:
         query_params: list[str] | None = None,
         patients: list[str] | tuple[str, ...] = (),
         references: list[str] | tuple[str, ...] = (),
+        proposal: str | None = None,
+        decider: str | None = None,
     ) -> None:
         """Append the request's record; raises AuditError if it cannot be written or was written already."""
         if ctx.audited:
             raise AuditError(f"request {ctx.request_id} already has its audit record")
-        try:
-            record = AuditRecord.new(
+        self._append(
+            lambda: AuditRecord.new(
                 request_id=ctx.request_id,
                 transport=ctx.transport,
                 method=ctx.method,
@@ -100,14 +105,22 @@ class AuditWriter:
                 role=ctx.role,
                 purpose=ctx.purpose,
                 break_glass=ctx.break_glass,
+                proposal=proposal,
+                decider=decider,
             )
+        )
+        ctx.audited = True
+
+    def _append(self, build: Callable[[], AuditRecord]) -> None:
+        """Build one record and append it; any failure (a bad field, the sink) becomes AuditError, no detail."""
+        try:
+            record = build()
             with self._lock:
                 self._sink.append(record)
         except AuditError:
             raise
         except Exception as exc:
             raise AuditError(f"audit record could not be written ({type(exc).__name__})") from None
-        ctx.audited = True
 
     def write_trail(self, ctx: RequestContext, trail: Trail, *, outcome: str, reason: str | None) -> None:
         """Append the record for a use case from its Trail."""
@@ -122,6 +135,8 @@ class AuditWriter:
             query_params=trail.query_params,
             patients=trail.patients,
             references=trail.references,
+            proposal=trail.proposal,
+            decider=trail.decider,
         )
 
     def write_unauthenticated(
@@ -137,8 +152,8 @@ class AuditWriter:
         name: str | None = None,
     ) -> None:
         """Append the record for a request refused or answered before any principal was established."""
-        try:
-            record = AuditRecord.new(
+        self._append(
+            lambda: AuditRecord.new(
                 request_id=request_id,
                 transport=transport,
                 method=method,
@@ -150,12 +165,48 @@ class AuditWriter:
                 latency_ms=latency_ms,
                 client_address=client_address,
             )
-            with self._lock:
-                self._sink.append(record)
-        except AuditError:
-            raise
-        except Exception as exc:
-            raise AuditError(f"audit record could not be written ({type(exc).__name__})") from None
+        )
+
+    def write_operator(
+        self,
+        *,
+        request_id: str,
+        interaction: str,
+        balp_kind: str,
+        outcome: str,
+        decider: str,
+        proposal: str | None,
+        reason: str | None = None,
+        resource_type: str | None = None,
+        patients: Iterable[str] = (),
+        references: Iterable[str] = (),
+        arguments: Mapping[str, Any] | None = None,
+        latency_ms: float = 0.0,
+    ) -> None:
+        """Append the record of an action an operator took at the CLI (approve, reject, confirm a proposal).
+
+        No principal: the operator is the `decider` (transport and method "cli", name = interaction), so
+        every decision on a write is audited whether it came through a client or the console.
+        """
+        self._append(
+            lambda: AuditRecord.new(
+                request_id=request_id,
+                transport="cli",
+                method="cli",
+                name=interaction,
+                interaction=interaction,
+                balp_kind=balp_kind,
+                outcome=outcome,
+                arguments=arguments,
+                resource_type=resource_type,
+                patients=patients,
+                references=references,
+                reason=reason,
+                latency_ms=latency_ms,
+                proposal=proposal,
+                decider=decider,
+            )
+        )
 
 
 def classify(exc: FhirgateError, trail: Trail) -> tuple[str, str | None]:
