@@ -28,22 +28,42 @@ from fhirgate.policy_loader import load_policy
 from fhirgate.service.gateway import Gateway
 from fhirgate.service.governance import Governance
 from fhirgate.store.factory import open_store
+from fhirgate.writes.approvals import open_proposals
 
 
-def resolve_policy(data_dir: DataDir, settings: Settings | None = None, override: str | None = None) -> Policy:
+def resolve_policy(
+    data_dir: DataDir, settings: Settings | None = None, override: str | None = None, *, allow_writes: bool = False
+) -> Policy:
     """The governance policy: `override` (serve --policy), else fhirgate.toml [policy] file, else the default.
 
     A relative path in fhirgate.toml is relative to the data directory. An invalid policy raises PolicyError
     listing every problem, so the server refuses to start (issue 5: never run on a policy it cannot read).
+    `allow_writes` (serve --allow-writes) turns write tools on whatever the file's [writes] says.
     """
     settings = settings or data_dir.settings()
     chosen = override or settings.policy_file
     if chosen is None:
-        return load_policy(None)
-    path = Path(chosen).expanduser()
-    if override is None and not path.is_absolute():
-        path = data_dir.path / path
-    return load_policy(path)
+        policy = load_policy(None)
+    else:
+        path = Path(chosen).expanduser()
+        if override is None and not path.is_absolute():
+            path = data_dir.path / path
+        policy = load_policy(path)
+    return policy.with_writes_enabled() if allow_writes else policy
+
+
+def describe_writes(policy: Policy) -> str:
+    """One line saying whether write tools are on and for which roles, printed by `serve` on start."""
+    if not policy.writes.enabled:
+        return (
+            "writes: off, the server is read-only (write tools are not listed; `--allow-writes` or "
+            "[writes] enabled = true turns them on)"
+        )
+    roles = ", ".join(r.name for r in policy.roles.values() if r.write_types) or "none (no role has write_types)"
+    return (
+        "writes: ENABLED; every write is a proposal that the user confirms or another human approves "
+        f"(`fhirgate approvals`); roles that may propose writes: {roles}"
+    )
 
 
 def build_gateway(data_dir: DataDir, *, key: str | None, policy: Policy | None = None) -> Gateway:
@@ -56,8 +76,20 @@ def build_gateway(data_dir: DataDir, *, key: str | None, policy: Policy | None =
     except Exception:
         store.close()
         raise
+    try:
+        proposals = open_proposals(data_dir, key=key)
+    except Exception:
+        store.close()
+        audit.close()
+        raise
     return Gateway(
-        store, audit, data_dir.secret("cursor"), governance=governance, pseudonym_secret=data_dir.secret("pseudonym")
+        store,
+        audit,
+        data_dir.secret("cursor"),
+        governance=governance,
+        pseudonym_secret=data_dir.secret("pseudonym"),
+        proposals=proposals,
+        request_state_key=data_dir.secret("request-state"),
     )
 
 
@@ -100,11 +132,21 @@ def describe_issuers(data_dir: DataDir, settings: Settings) -> str:
 
 
 def create_http_app(
-    data_dir: DataDir, *, key: str | None, host: str = "127.0.0.1", policy_file: str | None = None
+    data_dir: DataDir,
+    *,
+    key: str | None,
+    host: str = "127.0.0.1",
+    policy_file: str | None = None,
+    allow_writes: bool = False,
 ) -> Starlette:
     """The Starlette app for `fhirgate serve --http` (the gateway closes with the app's lifespan)."""
     settings = data_dir.settings()
-    policy = resolve_policy(data_dir, settings, policy_file)
+    policy = resolve_policy(data_dir, settings, policy_file, allow_writes=allow_writes)
+    return _http_app(data_dir, settings, policy, key=key, host=host)
+
+
+def _http_app(data_dir: DataDir, settings: Settings, policy: Policy, *, key: str | None, host: str) -> Starlette:
+    """The Starlette app under an already resolved policy (run_http reports the policy's writes line)."""
     verifier = build_verifier(data_dir, settings, role_claim=policy.role_claim)
     if verifier is None:
         raise ConfigError(
@@ -131,6 +173,7 @@ def run_http(
     certfile: str | None = None,
     keyfile: str | None = None,
     policy_file: str | None = None,
+    allow_writes: bool = False,
     **uvicorn_options: Any,
 ) -> None:
     """Serve Streamable HTTP with uvicorn until interrupted; TLS when certfile and keyfile are given."""
@@ -138,8 +181,10 @@ def run_http(
 
     if bool(certfile) != bool(keyfile):
         raise ConfigError("give both certfile and keyfile for HTTPS")
-    app = create_http_app(data_dir, key=key, host=host, policy_file=policy_file)
-    resource_url = data_dir.settings().resource_url
+    settings = data_dir.settings()
+    policy = resolve_policy(data_dir, settings, policy_file, allow_writes=allow_writes)
+    app = _http_app(data_dir, settings, policy, key=key, host=host)
+    resource_url = settings.resource_url
     parsed = urlparse(resource_url)
     default_port = 443 if parsed.scheme == "https" else 80
     if host in LOOPBACK_HOSTS and (parsed.port or default_port) != port:
@@ -156,7 +201,8 @@ def run_http(
         )
     scheme = "https" if certfile else "http"
     print(f"fhirgate serving MCP at {scheme}://{host}:{port}/mcp (resource {resource_url})", file=sys.stderr)
-    print(describe_issuers(data_dir, data_dir.settings()), file=sys.stderr)
+    print(describe_issuers(data_dir, settings), file=sys.stderr)
+    print(describe_writes(policy), file=sys.stderr)
     uvicorn.run(
         app,
         host=host,
@@ -175,10 +221,11 @@ def run_stdio(
     token: str | None = None,
     profile: str | None = None,
     policy_file: str | None = None,
+    allow_writes: bool = False,
 ) -> None:
     """Serve one client over stdin/stdout as the principal from `token` or `profile` (one is required)."""
     settings = data_dir.settings()
-    policy = resolve_policy(data_dir, settings, policy_file)
+    policy = resolve_policy(data_dir, settings, policy_file, allow_writes=allow_writes)
     principal = stdio_principal(
         token=token,
         profile=profile,
@@ -188,6 +235,7 @@ def run_stdio(
     gateway = build_gateway(data_dir, key=key, policy=policy)
     # stdout carries the protocol: start-up notes go to stderr.
     print(f"fhirgate serving MCP over stdio as {principal.sub} ({principal.issuer})", file=sys.stderr)
+    print(describe_writes(policy), file=sys.stderr)
     try:
         server = build_server(gateway, transport="stdio", principal=principal)
         anyio.run(server.run_stdio_async)

@@ -136,7 +136,7 @@ async def test_every_registered_tool_is_known() -> None:
     from fhirgate.mcp.server import build_server
     from fhirgate.service.gateway import Gateway
 
-    server = build_server(cast(Gateway, SimpleNamespace(audit=None)), transport="in-memory")
+    server = build_server(cast(Gateway, SimpleNamespace(audit=None, request_state_key=None)), transport="in-memory")
     names = {tool.name for tool in await server.list_tools()}
     assert names, "the server registered no tools"
     assert names <= KNOWN_TOOLS, f"tools missing from rules.KNOWN_TOOLS: {sorted(names - KNOWN_TOOLS)}"

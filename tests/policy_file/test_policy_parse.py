@@ -289,8 +289,8 @@ def test_validation_does_not_mutate_input() -> None:
     assert data == before
 
 
-def test_known_tools_include_planned_ones() -> None:
-    assert {"break_glass", "lookup_code", "audit_disclosures", "proposal_status"} <= KNOWN_TOOLS
+def test_known_tools_include_governance_and_write_tools() -> None:
+    assert {"break_glass", "lookup_code", "audit_disclosures", "proposal_status", "book_appointment"} <= KNOWN_TOOLS
 
 
 def test_packaged_file_is_in_the_source_tree() -> None:

@@ -12,6 +12,7 @@ from writes_helpers import appointment, make_proposal
 from fhirgate.cli.main import main
 from fhirgate.config import DataDir
 from fhirgate.core.writes.proposal import format_instant
+from fhirgate.store.factory import open_store
 from fhirgate.writes.approvals import open_proposals
 
 
@@ -25,6 +26,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def data(tmp_path: Path) -> Path:
     """A data directory with one low-risk (prop-low) and one high-risk (prop-high) pending proposal."""
     path = tmp_path / "data"
+    open_store(DataDir(path)).close()  # an empty FHIR store: approving applies the write there
     with open_proposals(DataDir(path)) as store:
         now = store.now()
         store.create(make_proposal(pid="prop-low", idem="a", now=now))
@@ -60,10 +62,12 @@ def test_show_prints_diff_and_risk_reasons(data: Path, capsys: pytest.CaptureFix
 def test_approve_and_reject_with_exit_codes(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "approvals", "approve", "prop-high", "--as", "alice", "--data", str(data))
     assert code == 3 and "approval.self_approval" in err
-    code, out, _ = run(
+    code, _, err = run(
         capsys, "approvals", "approve", "prop-high", "--as", "bob", "--reason", "ok", "--data", str(data)
     )
-    assert code == 0 and "prop-high approved by bob" in out
+    # Approved, then applied against the stored version: appt-1 is not in the (empty) store, so the write
+    # is refused (exit 5) and nothing is written.
+    assert code == 5 and "prop-high approved by bob but NOT applied" in err and "no longer exists" in err
     code, _, err = run(
         capsys, "approvals", "reject", "prop-high", "--as", "carol", "--reason", "no", "--data", str(data)
     )
@@ -107,6 +111,7 @@ def test_missing_data_dir_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_expired_proposal_cannot_be_approved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "data"
+    open_store(DataDir(path)).close()
     with open_proposals(DataDir(path)) as store:
         old = store.now().replace(year=2020)
         store.create(make_proposal(pid="prop-old", now=old))

@@ -2,8 +2,9 @@
 
 Exit codes: 0 done; 1 an error (missing data directory, unknown proposal, bad input); 3 a decision the
 store refused (self-approval of a high-risk proposal, expired or already decided); 4 `verify` found
-edited or forged rows. `show` prints the proposed change with its values to the operator's terminal;
-nothing here logs them.
+edited or forged rows; 5 approved but the write was refused (stale version, slot taken: nothing written).
+`approve` writes the approved change at once; every decision and write leaves an audit record. `show`
+prints the proposed change with its values to the operator's terminal; nothing here logs them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from typing import Any
 
 import orjson
 
+from fhirgate.audit.log import AuditLog
 from fhirgate.config import DataDir
 from fhirgate.core.writes.diff import diff_resources, render_diff
 from fhirgate.core.writes.proposal import STATUSES, Proposal
 from fhirgate.database import resolve_key
 from fhirgate.errors import AccessDenied, ConfigError, Conflict
+from fhirgate.service.approvals import ApprovalDesk
+from fhirgate.service.auditing import AuditWriter
+from fhirgate.store.factory import open_store as open_fhir_store
 from fhirgate.writes.approvals import ProposalStore, open_proposals
 
 AddData = Callable[[argparse.ArgumentParser], None]
@@ -130,17 +135,33 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, approve: bool) -> int:
-    with open_store(args) as store:
+    data_dir = DataDir(args.data)
+    key = resolve_key(args.key_file)
+    with open_store(args) as proposals:
+        store = open_fhir_store(data_dir, key=key, create=False)
+        audit = AuditLog(data_dir.audit_path, key=key, chain_key=data_dir.secret("audit-chain"))
         try:
-            p = store.decide(args.id, args.decider, approve, args.reason)
-        except AccessDenied as exc:
-            print(f"fhirgate: refused ({exc.reason}): {exc.message}", file=sys.stderr)
-            return 3
-        except Conflict as exc:
-            print(f"fhirgate: refused: {exc.message}", file=sys.stderr)
-            return 3
-    print(f"proposal {p.id} {p.status} by {p.decider}")
-    return 0
+            desk = ApprovalDesk(store, proposals, AuditWriter(audit))
+            try:
+                decision = desk.decide(args.id, args.decider, approve, args.reason)
+            except AccessDenied as exc:
+                print(f"fhirgate: refused ({exc.reason}): {exc.message}", file=sys.stderr)
+                return 3
+            except Conflict as exc:
+                print(f"fhirgate: refused: {exc.message}", file=sys.stderr)
+                return 3
+        finally:
+            audit.close()
+            store.close()
+    p = decision.proposal
+    if decision.applied is None:
+        print(f"proposal {p.id} {p.status} by {p.decider}")
+        return 0
+    if decision.applied.ok:
+        print(f"proposal {p.id} approved by {p.decider} and applied: {p.outcome}")
+        return 0
+    print(f"proposal {p.id} approved by {p.decider} but NOT applied (nothing written): {p.outcome}", file=sys.stderr)
+    return 5
 
 
 def cmd_approve(args: argparse.Namespace) -> int:

@@ -30,6 +30,12 @@ def register(sub: Any, add_data: AddData) -> None:
     p.add_argument(
         "--policy", metavar="FILE", help="governance policy file (default: fhirgate.toml [policy] file, else built-in)"
     )
+    p.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="turn the write tools on (read-only by default); each write is a proposal the user confirms or "
+        "another human approves, and only for the types a role's write_types allow",
+    )
     p.set_defaults(handler=cmd_serve)
 
     d = sub.add_parser(
@@ -62,7 +68,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.certfile or args.keyfile:
             raise InvalidInput("--certfile", "TLS applies to --http only")
         token = args.token or os.environ.get("FHIRGATE_TOKEN")
-        app.run_stdio(data_dir, key=key, token=token, profile=args.profile, policy_file=args.policy)
+        app.run_stdio(
+            data_dir,
+            key=key,
+            token=token,
+            profile=args.profile,
+            policy_file=args.policy,
+            allow_writes=args.allow_writes,
+        )
         return 0
     if args.token or args.profile:
         raise InvalidInput("--token", "--token and --profile are for --stdio; HTTP clients send bearer tokens")
@@ -70,7 +83,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidInput("--certfile", "give both --certfile and --keyfile for HTTPS")
     host, port = parse_host_port(args.http or DEFAULT_HTTP)
     app.run_http(
-        data_dir, key=key, host=host, port=port, certfile=args.certfile, keyfile=args.keyfile, policy_file=args.policy
+        data_dir,
+        key=key,
+        host=host,
+        port=port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        policy_file=args.policy,
+        allow_writes=args.allow_writes,
     )
     return 0
 
@@ -111,5 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         profile=None,
         certfile=None,
         keyfile=None,
+        policy=None,
+        allow_writes=False,
     )
     return cmd_serve(ns)

@@ -149,3 +149,43 @@ class GrepOutput(Governed):
     truncated: bool = Field(description="True when the scan stopped before the end of the record.")
     withheld_types: list[str]
     notice: str
+
+
+class ProposalInfo(BaseModel):
+    id: str = Field(description="The proposal id (prop-…); pass it to proposal_status.")
+    status: str = Field(description="pending, approved, rejected, expired, applied or failed.")
+    risk: str = Field(description="low (the proposer may confirm it) or high (another person must approve).")
+    risk_reasons: list[str]
+    kind: str = Field(description="create, update or delete.")
+    target: str = Field(description="Type/id of the resource written.")
+    created: str
+    expires: str
+    decided: str | None
+    decided_by_you: bool
+    outcome: str | None = Field(description="Once applied: Type/id and version written; once failed: why.")
+
+
+class RiskItem(BaseModel):
+    code: str
+    level: str | None = None
+    detail: str | None = None
+
+
+class Written(BaseModel):
+    ref: str
+    version: int
+
+
+class WriteOutput(BaseModel):
+    """A write tool's result: the proposal, its diff and risk, or (once confirmed) what was written."""
+
+    proposal: ProposalInfo
+    next_step: str = Field(description="What happens next; tell the user.")
+    new: bool | None = Field(default=None, description="False when an idempotency key returned an earlier proposal.")
+    summary: str | None = None
+    risk_detail: list[RiskItem] | None = None
+    changes: list[Obj] | None = Field(default=None, description="Field-level changes: path, op, old, new.")
+    diff: str | None = Field(default=None, description="The changes as text (+ added, - removed, ~ changed).")
+    idempotency_key: str | None = None
+    written: list[Written] | None = None
+    confirmation: str | None = Field(default=None, description="Why the user was not asked to confirm, if not.")

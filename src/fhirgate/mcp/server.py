@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.context import HandlerResult, ServerRequestContext
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp_types import DiscoverResult, EmptyResult, RequestParams, SetLevelRequestParams
 
 from fhirgate import __version__ as VERSION
@@ -33,6 +33,7 @@ from fhirgate.mcp.resources import register_resources
 from fhirgate.mcp.terminology_tools import register_terminology_tools
 from fhirgate.mcp.tool_filter import ToolListFilter
 from fhirgate.mcp.tools import register_tools
+from fhirgate.mcp.write_tools import register_write_tools
 from fhirgate.service.gateway import Gateway
 
 INSTRUCTIONS = """fhirgate gives read-only access to a medical practice's FHIR R4 records under your SMART scopes
@@ -54,8 +55,15 @@ def build_server(
     transport: str,
     principal: Principal | None = None,
     principal_source: Callable[[ServerRequestContext[Any, Any]], Principal | None] | None = None,
+    request_state_key: bytes | None = None,
 ) -> MCPServer[Any]:
-    """An MCPServer bound to `gateway`; requests run as `principal` unless the HTTP edge supplies one."""
+    """An MCPServer bound to `gateway`; requests run as `principal` unless the HTTP edge supplies one.
+
+    `request_state_key` (default: the gateway's) seals the 2026-07-28 `requestState` of write confirmations
+    (AES-GCM, by the SDK); every worker gets the same key (the data directory's), so a confirmation survives
+    a restart or another worker. Without one the SDK uses a key of this process only.
+    """
+    state_key = request_state_key or gateway.request_state_key
     middleware = AuditMiddleware(
         gateway.audit, transport=transport, principal=principal, principal_source=principal_source
     )
@@ -68,12 +76,14 @@ def build_server(
         middleware=[middleware, ToolListFilter(gateway)],
         log_level="WARNING",
         subscriptions=False,
+        request_state_security=RequestStateSecurity(keys=[state_key]) if state_key else None,
     )
     register_tools(server, gateway)
     register_analytics_tools(server, gateway)
     register_report_tools(server, gateway)
     register_governance_tools(server, gateway)
     register_terminology_tools(server, gateway)
+    register_write_tools(server, gateway)
     register_resources(server, gateway)
     register_prompts(server)
     register_completions(server)

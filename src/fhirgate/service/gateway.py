@@ -30,18 +30,21 @@ from fhirgate.service.analytics import Analytics
 from fhirgate.service.auditing import AuditSink, AuditWriter, Trail, classify, run_audited
 from fhirgate.service.context import RequestContext
 from fhirgate.service.cursor import CursorCodec
-from fhirgate.service.governance import Governance, Standing, tool_decision
+from fhirgate.service.gateway_writes import WriteUseCases
+from fhirgate.service.governance import Governance, Standing
 from fhirgate.service.guard import Guard
 from fhirgate.service.paging import Pager
 from fhirgate.service.resources import Services
+from fhirgate.service.writes import WriteDesk
 from fhirgate.store.contract import FhirStore
 from fhirgate.terminology.lookup import Terminology
+from fhirgate.writes.approvals import ProposalStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Gateway:
+class Gateway(WriteUseCases):
     """The service layer: one method per use case, each audited exactly once."""
 
     def __init__(
@@ -52,9 +55,13 @@ class Gateway:
         *,
         governance: Governance | None = None,
         pseudonym_secret: bytes | None = None,
+        proposals: ProposalStore | None = None,
+        request_state_key: bytes | None = None,
     ) -> None:
         """`governance` applies a policy file; by default the shipped default policy (docs/policy.md).
-        `pseudonym_secret` keys de-identified ids (default: derived from the cursor secret)."""
+        `pseudonym_secret` keys de-identified ids (default: derived from the cursor secret); `proposals`
+        holds write proposals (without one, write tools answer that this server cannot take writes);
+        `request_state_key` seals write confirmations' MCP requestState (shared by every worker)."""
         self.store = store
         self._pseudonym_key = pseudonym_secret or hmac.new(cursor_secret, b"fhirgate pseudonyms", "sha256").digest()
         self._sink = audit
@@ -64,6 +71,9 @@ class Gateway:
         self._analytics: Analytics | None = None
         self._terminology: Terminology | None = None
         self._analytics_lock = threading.Lock()
+        self.writes = WriteDesk(store, proposals)
+        self._proposals = proposals
+        self.request_state_key = request_state_key
 
     @property
     def audit_sink(self) -> AuditSink:
@@ -75,6 +85,8 @@ class Gateway:
         if self._analytics is not None:
             self._analytics.close()
         self.governance.close()
+        if self._proposals is not None:
+            self._proposals.close()
         self.store.close()
         close = getattr(self._sink, "close", None)
         if callable(close):
@@ -86,7 +98,7 @@ class Gateway:
         """Place the principal under the policy for one call of `tool`; AccessDenied says why not."""
         standing = self.governance.standing(ctx.principal)
         ctx.role, ctx.purpose, ctx.break_glass = standing.role.name, standing.purpose, standing.break_glass
-        allowed = tool_decision(standing.role, tool)
+        allowed = self.governance.tool_decision(standing.role, tool)
         if not allowed.allowed:
             raise AccessDenied(allowed.detail, reason=allowed.reason)
         self.governance.charge(ctx.principal, standing.role, tool)
@@ -104,7 +116,7 @@ class Gateway:
             role = self.governance.role_of(principal)
         except AccessDenied:
             return None
-        return frozenset(t for t in KNOWN_TOOLS if tool_decision(role, t).allowed)
+        return frozenset(t for t in KNOWN_TOOLS if self.governance.tool_decision(role, t).allowed)
 
     def _scope(self, guard: Guard) -> RowScope | None:
         """The row scope of the guard's standing (None without one)."""

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
@@ -31,7 +32,7 @@ from fhirgate.core.policy.decision import Decision
 from fhirgate.core.policy.labels import label_decision, labels_of
 from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.rowscope import RowScope
-from fhirgate.core.policy.rules import Policy, Role
+from fhirgate.core.policy.rules import WRITE_TOOLS, Policy, Role, WritePolicy
 from fhirgate.errors import AccessDenied, InvalidInput, RateLimited
 from fhirgate.ratelimit import BucketRule, RateLimiter, RateLimitRule, check, open_limiter
 from fhirgate.store.contract import FhirStore
@@ -60,9 +61,21 @@ _CODE_PATHS = ("code", "vaccineCode", "medicationCodeableConcept", "type", "serv
 DEIDENTIFIED_TOOLS = frozenset({"whoami", "list_views", "describe_view", "query_sql", "lookup_code"})
 
 
-def tool_decision(role: Role, tool: str) -> Decision:
+# The resource type each specific write tool writes; the generic ones (create_resource, update_resource,
+# proposal_status) need any write type, and the type of each proposal is checked when it is made.
+WRITE_TOOL_TYPES: Mapping[str, str] = MappingProxyType(
+    {"book_appointment": "Appointment", "update_appointment": "Appointment", "add_clinical_note": "DocumentReference"}
+)
+_READ_ONLY = (
+    "This server is read-only: write tools are off. An operator turns them on with `fhirgate serve "
+    "--allow-writes` or `[writes] enabled = true` in the policy file."
+)
+
+
+def tool_decision(role: Role, tool: str, writes: WritePolicy | None = None) -> Decision:
     """Whether the role may call `tool`: its policy tool list, de-identified output only for a de-identified
-    role, break_glass only for a role that may break the glass. The call check and tools/list both use it."""
+    role, break_glass only for a role that may break the glass, write tools only when `writes` is enabled
+    (None = off) and the role may write their type. The call check and tools/list both use it."""
     allowed = role.allows_tool(tool)
     if not allowed.allowed:
         return allowed
@@ -74,7 +87,29 @@ def tool_decision(role: Role, tool: str) -> Decision:
         )
     if tool == "break_glass" and not role.break_glass:
         return Decision.deny("break_glass.not_allowed", f"Role {role.name} may not break the glass.")
+    if tool in WRITE_TOOLS:
+        return write_tool_decision(role, tool, writes or WritePolicy())
     return allowed
+
+
+def write_tool_decision(role: Role, tool: str, writes: WritePolicy) -> Decision:
+    """Whether the role may call the write tool `tool`: writes enabled, and a write type the tool needs."""
+    if not writes.enabled:
+        return Decision.deny("writes.disabled", _READ_ONLY)
+    if not role.write_types:
+        return Decision.deny(
+            "writes.not_allowed_for_role",
+            f"Role {role.name} may not propose writes (its policy write_types are empty); the server is "
+            "read-only for it.",
+        )
+    allowed = ", ".join(sorted(role.write_types))
+    needed = WRITE_TOOL_TYPES.get(tool)
+    if needed is not None and needed not in role.write_types:
+        return Decision.deny(
+            "writes.type_not_allowed",
+            f"Role {role.name} may not write {needed}, which {tool} writes; its write types: {allowed}.",
+        )
+    return Decision.allow("writes.allowed", f"Role {role.name} may propose writes for: {allowed}.")
 
 
 def _first_date(body: Mapping[str, Any]) -> dt.date | None:
@@ -238,6 +273,10 @@ class Governance:
 
     # -- per request ---------------------------------------------------------------------------------
 
+    def tool_decision(self, role: Role, tool: str) -> Decision:
+        """tool_decision under this policy's [writes] (or `serve --allow-writes`): the call check and tools/list."""
+        return tool_decision(role, tool, self.policy.writes)
+
     def role_of(self, principal: Principal) -> Role:
         """The principal's role, or AccessDenied naming why it could not be placed."""
         fhir_user_type = principal.fhir_user.split("/", 1)[0] if principal.fhir_user else None
@@ -348,7 +387,7 @@ class Governance:
     def break_glass(self, principal: Principal, reason: object) -> tuple[Role, float]:
         """Open break-glass for the principal's role's bounded time; returns (role, expiry epoch seconds)."""
         role = self.role_of(principal)
-        allowed = tool_decision(role, "break_glass")
+        allowed = self.tool_decision(role, "break_glass")
         if not allowed.allowed:
             raise AccessDenied(allowed.detail, reason=allowed.reason)
         if not isinstance(reason, str) or len(reason.strip()) < BREAK_GLASS_REASON_MIN:

@@ -22,7 +22,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -268,6 +268,10 @@ class ProposalStore:
             raise InvalidInput("reason", "a rejection needs a reason")
         with self._transaction():
             proposal = self._expire_if_due(self._load(proposal_id))
+        if proposal.status == "expired":  # raised outside the transaction, so the expiry found here is stored
+            raise Conflict(f"approval.expired: proposal {proposal.id} expired at {proposal.expires}")
+        with self._transaction():
+            proposal = self._expire_if_due(self._load(proposal_id))
             if proposal.status == "expired":
                 raise Conflict(f"approval.expired: proposal {proposal.id} expired at {proposal.expires}")
             if proposal.status != "pending":
@@ -280,6 +284,24 @@ class ProposalStore:
             decided = proposal.decided_as("approved" if approve else "rejected", decider, reason, self.now())
             self._write(decided, insert=False)
         return decided
+
+    def mark_outcome(self, proposal_id: str, status: str, detail: str | None = None) -> Proposal:
+        """Record what became of an approved proposal's write: `applied`, or `failed` with why (ids only).
+
+        Only an approved proposal can be marked, once (Conflict otherwise), so a write is never recorded
+        twice; the decider, reason and time stay those of the approval, `detail` becomes `outcome`.
+        """
+        if status not in ("applied", "failed"):
+            raise InvalidInput("status", "not a write outcome", "applied, failed")
+        if detail is not None and (not isinstance(detail, str) or not detail.strip()):
+            raise InvalidInput("detail", "must be non-empty text when given")
+        with self._transaction():
+            proposal = self._load(proposal_id)
+            if proposal.status != "approved":
+                raise Conflict(f"proposal {proposal.id} is {proposal.status}, not approved")
+            done = replace(proposal, status=status, outcome=None if detail is None else detail[:1000])
+            self._write(done, insert=False)
+        return done
 
     # -- confirmation tokens -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -48,17 +48,24 @@ PURPOSES: frozenset[str] = _words(
     "PATRQT FAMRQT PWATRNY SUPNWK PUBHLTH DISASTER THREAT HMARKT"
 )
 
-# MCP tool names a policy may name: the tools fhirgate registers today (mcp/tools.py, analytics_tools.py,
-# report_tools.py; a test checks the server against this list) plus the ones planned by issue 5 and later.
-CURRENT_TOOLS: frozenset[str] = _words(
-    "whoami find_patients patient_summary search_resources read_resource patient_everything grep_record "
-    "list_views describe_view query_sql run_report"
+# The write tools of issue 7: they only propose a write (confirmed in chat or approved by another human), and
+# are refused and left out of tools/list unless writes are enabled ([writes] or `fhirgate serve --allow-writes`).
+WRITE_TOOLS: frozenset[str] = _words(
+    "book_appointment update_appointment add_clinical_note create_resource update_resource proposal_status"
 )
-PLANNED_TOOLS: frozenset[str] = _words(
-    "break_glass lookup_code audit_disclosures book_appointment update_appointment add_clinical_note "
-    "create_resource update_resource proposal_status"
+# MCP tool names a policy may name: the tools fhirgate registers (mcp/*_tools.py; a test checks the server
+# against this list) plus any planned ones, which a policy may name before they exist.
+CURRENT_TOOLS: frozenset[str] = (
+    _words(
+        "whoami find_patients patient_summary search_resources read_resource patient_everything grep_record "
+        "list_views describe_view query_sql run_report break_glass lookup_code audit_disclosures"
+    )
+    | WRITE_TOOLS
 )
+PLANNED_TOOLS: frozenset[str] = frozenset()
 KNOWN_TOOLS: frozenset[str] = CURRENT_TOOLS | PLANNED_TOOLS
+# Bounds of [writes] proposal_ttl_hours: at most 30 days, as the proposal store allows (docs/writes.md).
+PROPOSAL_TTL_HOURS_MAX = 720
 
 # Kept by every projection: identity and labels (meta.security) plus the modifier elements, because
 # dropping a modifier changes the meaning of what remains (FHIR R4 §2.6.1.1.3 modifierExtension, implicitRules).
@@ -127,12 +134,25 @@ class RateRule:
 
 
 @dataclass(frozen=True, slots=True)
+class WritePolicy:
+    """Whether write tools are on at all (off by default: the server is read-only) and how long a proposal lives.
+
+    `enabled` comes from `[writes]` or `fhirgate serve --allow-writes`; which types a role may propose writes for
+    is `Role.write_types`. `proposal_ttl_hours` is 1..PROPOSAL_TTL_HOURS_MAX.
+    """
+
+    enabled: bool = False
+    proposal_ttl_hours: int = 24
+
+
+@dataclass(frozen=True, slots=True)
 class Role:
     """One role: its access kind, resource types, purposes, label grants, break-glass, projections and tools.
 
     `resource_types`/`tools` None means every type/tool. `purposes[0]` is the default purpose.
     `sensitive` labels are visible under `sensitive_purposes` (empty = any of the role's purposes);
-    `break_glass_sensitive` labels additionally while break-glass is active.
+    `break_glass_sensitive` labels additionally while break-glass is active. `write_types` are the resource
+    types the role may propose writes for (empty = none; always within `resource_types`).
     """
 
     name: str
@@ -150,6 +170,7 @@ class Role:
     fields: Mapping[str, FieldRule] = field(default_factory=lambda: MappingProxyType({}))
     tools: frozenset[str] | None = None
     rate: RateRule | None = None
+    write_types: frozenset[str] = frozenset()
 
     @property
     def default_purpose(self) -> str:
@@ -233,7 +254,8 @@ class Policy:
 
     `default_role` is the role of a principal with no role claim and no fhirUser (None = refuse);
     `practitioner_role` that of a Practitioner/PractitionerRole fhirUser; `patient_role` (an own-record
-    role) that of a Patient fhirUser or patient-context principal. `tool_costs` default to 1.
+    role) that of a Patient fhirUser or patient-context principal. `tool_costs` default to 1. `writes` says
+    whether write tools are on (off by default).
     """
 
     source: str
@@ -246,6 +268,11 @@ class Policy:
     rate_default: RateRule = RateRule(60.0, 1.0)
     tool_costs: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     redis_url: str | None = None
+    writes: WritePolicy = WritePolicy()
+
+    def with_writes_enabled(self) -> Policy:
+        """A copy with write tools turned on (`fhirgate serve --allow-writes`); roles still need write_types."""
+        return replace(self, writes=replace(self.writes, enabled=True))
 
     def role(self, name: str) -> Role:
         """The role called `name`; InvalidInput naming the defined roles otherwise."""
@@ -354,6 +381,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
             "rate": None
             if r.rate is None
             else {"capacity": r.rate.capacity, "refill_per_second": r.rate.refill_per_second},
+            "write_types": sorted(r.write_types),
         }
 
     redis = None if policy.redis_url is None else re.sub(r"//[^@/]*@", "//***@", policy.redis_url)
@@ -370,6 +398,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
             "redis_url": redis,
             "costs": dict(sorted(policy.tool_costs.items())),
         },
+        "writes": {"enabled": policy.writes.enabled, "proposal_ttl_hours": policy.writes.proposal_ttl_hours},
         "roles": {name: role_dict(r) for name, r in policy.roles.items()},
     }
 

@@ -23,12 +23,14 @@ from fhirgate.core.policy.rules import (
     KNOWN_LABELS,
     KNOWN_TOOLS,
     NEVER_SENSITIVE,
+    PROPOSAL_TTL_HOURS_MAX,
     PURPOSES,
     FieldRule,
     Policy,
     PolicyError,
     RateRule,
     Role,
+    WritePolicy,
     shown,
 )
 
@@ -57,8 +59,10 @@ _TOP_KEYS: tuple[str, ...] = (
     "patient_role",
     "sensitive_labels",
     "rate_limits",
+    "writes",
     "roles",
 )
+_WRITES_KEYS = ("enabled", "proposal_ttl_hours")
 _RATE_LIMIT_KEYS = ("capacity", "refill_per_second", "redis_url", "costs")
 _RATE_KEYS = ("capacity", "refill_per_second")
 _ROLE_KEYS: tuple[str, ...] = (
@@ -76,6 +80,7 @@ _ROLE_KEYS: tuple[str, ...] = (
     "fields",
     "tools",
     "rate",
+    "write_types",
 )
 _FIELD_KEYS = ("include", "exclude")
 _MAX_RATE = 1_000_000.0
@@ -275,6 +280,8 @@ class _Parser:
             fields[rtype] = self.field_rule(rule, f"{p}.fields.{rtype}", (rtype,) if rtype != "*" else role_types)
         tools = self.codes(t.get("tools", "*"), f"{p}.tools", KNOWN_TOOLS, "tool", star=True)
         rate = self.rate(t["rate"], f"{p}.rate") if "rate" in t else None
+        deidentify = self.boolean(t.get("deidentify", False), f"{p}.deidentify")
+        write_types = self.write_types(t.get("write_types", []), f"{p}.write_types", types, deidentify)
         optout_aggregates = self.boolean(t.get("optout_aggregates", False), f"{p}.optout_aggregates")
         if optout_aggregates:
             # Refused rather than accepted and ignored: opted-out patients are left out of every count today.
@@ -293,12 +300,42 @@ class _Parser:
             break_glass=bg,
             break_glass_minutes=bg_minutes,
             break_glass_sensitive=bg_sens,
-            deidentify=self.boolean(t.get("deidentify", False), f"{p}.deidentify"),
+            deidentify=deidentify,
             optout_aggregates=optout_aggregates,
             fields=MappingProxyType(fields),
             tools=tools,
             rate=rate,
+            write_types=write_types,
         )
+
+    def write_types(self, value: object, path: str, types: frozenset[str] | None, deidentify: bool) -> frozenset[str]:
+        """The types a role may propose writes for: served types it may see; none for a de-identified role."""
+        listed = self.codes(value, path, self.served, "resource type") or frozenset()
+        visible = self.served if types is None else types
+        for rtype in sorted(listed - visible):
+            self.add(
+                path,
+                f"{rtype!r} is not in the role's resource_types (a role cannot write what it may not see); "
+                f"add it to resource_types or use some of {', '.join(sorted(visible)) or 'none'}",
+            )
+        if listed and deidentify:
+            # A de-identified role never sees identified records, so it could not review the diff it proposes.
+            self.add(
+                path,
+                "a de-identified role (deidentify = true) cannot propose writes: it never sees the identified "
+                "record it would change; remove write_types or set deidentify = false",
+            )
+            return frozenset()
+        return listed & visible
+
+    def writes(self, value: object) -> WritePolicy:
+        """The [writes] table: whether write tools are on (default off: read-only) and the proposal lifetime."""
+        t = self.table(value, "writes", _WRITES_KEYS)
+        enabled = self.boolean(t.get("enabled", False), "writes.enabled")
+        ttl = self.number(
+            t.get("proposal_ttl_hours", 24), "writes.proposal_ttl_hours", 1, PROPOSAL_TTL_HOURS_MAX, integer=True
+        )
+        return WritePolicy(enabled=enabled, proposal_ttl_hours=int(ttl))
 
     def labels(self, value: object, path: str, sensitive_labels: frozenset[str]) -> frozenset[str]:
         found = self.codes(value, path, KNOWN_LABELS, "security label") or frozenset()
@@ -345,6 +382,7 @@ class _Parser:
                     continue
                 roles[name] = self.role(name, value, sensitive)
         rate_default, costs, redis_url = self.rate_limits(top.get("rate_limits", {}), roles)
+        writes = self.writes(top.get("writes", {}))
         refs: dict[str, str | None] = {}
         for key, default, want_own in (
             ("default_role", None, False),
@@ -379,6 +417,7 @@ class _Parser:
             rate_default=rate_default,
             tool_costs=MappingProxyType(costs),
             redis_url=redis_url,
+            writes=writes,
         )
 
     def rate_limits(self, value: object, roles: Mapping[str, Role]) -> tuple[RateRule, dict[str, int], str | None]:

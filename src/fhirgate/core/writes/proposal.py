@@ -99,6 +99,8 @@ class Proposal:
     decider: str | None = None
     decision_reason: str | None = None
     decided: str | None = None
+    # What became of the write once approved: "Type/id version N" when applied, why when it failed (ids only).
+    outcome: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
@@ -163,6 +165,9 @@ class Proposal:
             raise InvalidInput("decider", f"must be absent while {self.status}")
         if not undecided and (self.decider is None or self.decided is None):
             raise InvalidInput("decider", f"is required once {self.status}")
+        _text("outcome", self.outcome, required=False)
+        if self.outcome is not None and self.status not in ("applied", "failed"):
+            raise InvalidInput("outcome", f"must be absent while {self.status}")
 
     # -- forms ---------------------------------------------------------------------------------
 
