@@ -209,7 +209,14 @@ def register_write_tools(server: MCPServer[Any], gateway: Gateway) -> None:
         service_type: Annotated[
             str | None, Field(description="Kind of visit, e.g. 'follow-up'.", max_length=200)
         ] = None,
-        reason: Annotated[str | None, Field(description="Reason for the visit, in words.", max_length=500)] = None,
+        reason: Annotated[
+            str | None,
+            Field(
+                description="Reason for the visit, in words. Clinical (Appointment.reasonCode): it makes the "
+                "proposal high risk, so another person must approve it; leave it out for a plain booking.",
+                max_length=500,
+            ),
+        ] = None,
         location_id: Annotated[str | None, Field(description="Location's FHIR id.", max_length=64)] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Annotated[CallToolResult, WriteOutput] | InputRequiredResult:
