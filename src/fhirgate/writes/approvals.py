@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -92,6 +93,9 @@ class ProposalStore:
         self._row_key = hmac.new(mac_key, b"fhirgate-proposal-rows", hashlib.sha256).digest()
         self._token_key = hmac.new(mac_key, b"fhirgate-confirmation-tokens", hashlib.sha256).digest()
         self._clock = clock
+        # One connection shared by the server's worker threads: every use holds this lock (apsw refuses a
+        # connection busy in another thread, and two threads' transactions must not interleave).
+        self._lock = threading.RLock()
         self._conn = open_sqlite(self.path, key=key)
         try:
             with self._transaction():
@@ -105,14 +109,15 @@ class ProposalStore:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[apsw.Connection]:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(apsw.Error):
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(apsw.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def now(self) -> datetime:
         """The store's clock (injectable for tests)."""
@@ -147,7 +152,8 @@ class ProposalStore:
     def _select(self, where: str = "", params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         sql = f"SELECT id, subject_key, idempotency_key, status, created, body, mac FROM proposals {where}"  # noqa: S608 - `where` is always a literal of this module
         try:
-            return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
+            with self._lock:
+                return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
         except apsw.Error as exc:
             raise StoreError(f"{FILE_NAME} read failed: {type(exc).__name__}") from None
 
@@ -400,7 +406,8 @@ class ProposalStore:
 
     def close(self) -> None:
         """Close the database."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     def __enter__(self) -> ProposalStore:
         return self
