@@ -1,0 +1,179 @@
+"""The PostgreSQL write path: one batch of resources and their index rows inside the caller's transaction.
+
+Mirrors store/sqlite/writer.py: a batch is split into rounds where a (type, id) repeats, existing rows
+are found with one query per round, superseded versions go to `history`, and new rows and every index
+row go in with COPY. `patient_key` is the first patient of the resource's compartment (for a Patient,
+its own id), as IndexRows.patients lists them (core.fhir.compartment.patients_of order).
+"""
+
+# ruff: noqa: S608 - SQL is assembled only from fixed fragments and table names; every value is bound.
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+
+from fhirgate.core.fhir.indexing import IndexRows
+from fhirgate.errors import ValidationFailed
+from fhirgate.store.contract import Resource, StoredResource
+from fhirgate.store.postgres.query import param_key
+from fhirgate.store.postgres.schema import ROW_COLUMNS, ROW_TABLES
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# FHIR R4 §2.24.0.1 id: 1-64 of [A-Za-z0-9\-\.]
+_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+
+
+def _check(index: int, resource: Any) -> tuple[str, str]:
+    if not isinstance(resource, dict):
+        raise ValidationFailed("not a JSON object", location=f"resources[{index}]")
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    if not isinstance(rtype, str) or not _TYPE_RE.match(rtype):
+        raise ValidationFailed("resourceType missing or malformed", location=f"resources[{index}]")
+    if not isinstance(rid, str) or not _ID_RE.match(rid):
+        raise ValidationFailed("id missing or malformed (1-64 of A-Z a-z 0-9 - .)", location=f"resources[{index}]")
+    return rtype, rid
+
+
+def _rounds(keys: list[tuple[str, str]]) -> list[range]:
+    """Split a batch where a (type, id) repeats, so each round sees earlier writes of the same resource."""
+    rounds: list[range] = []
+    start, seen = 0, set[tuple[str, str]]()
+    for i, key in enumerate(keys):
+        if key in seen:
+            rounds.append(range(start, i))
+            start, seen = i, set[tuple[str, str]]()
+        seen.add(key)
+    rounds.append(range(start, len(keys)))
+    return rounds
+
+
+def patient_key(ix: IndexRows) -> str | None:
+    """The distribution key: the compartment's first patient (a Patient's own id), None for shared resources."""
+    return ix.patients[0] if ix.patients else None
+
+
+def write_batch(
+    conn: Conn, resources: Sequence[Resource], index: Sequence[IndexRows], now: str
+) -> list[StoredResource]:
+    """Store every resource and its index rows; the caller owns the transaction (and rolls back on error)."""
+    keys = [_check(i, r) for i, r in enumerate(resources)]
+    stamp = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    out: list[StoredResource] = []
+    for part in _rounds(keys):
+        part_keys = [keys[i] for i in part]
+        existing = _existing(conn, part_keys)
+        new_rids = _new_rids(conn, sum(1 for e in existing if e is None))
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        rids: list[int] = []
+        for i, found in zip(part, existing, strict=True):
+            rtype, id_ = keys[i]
+            resource = resources[i]
+            if found is None:
+                rid, version = new_rids.pop(0), 1
+            else:
+                rid, version = found[0], found[1] + 1
+            meta = dict(resource.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = now
+            full = {**resource, "meta": meta}
+            text = orjson.dumps(full).decode()
+            pkey = patient_key(index[i])
+            if found is None:
+                inserts.append((rid, rtype, id_, version, stamp, stamp.timestamp(), False, pkey, text))
+            else:
+                updates.append((version, stamp, stamp.timestamp(), pkey, text, rid))
+            rids.append(rid)
+            out.append(StoredResource(rtype, id_, version, now, full))
+        if updates:
+            old = [u[-1] for u in updates]
+            conn.execute(
+                "INSERT INTO history(rid, version, last_updated, deleted, patient_key, body)"
+                " SELECT rid, version, last_updated, deleted, patient_key, body FROM resources"
+                " WHERE rid = ANY(%s::bigint[])",
+                (old,),
+            )
+            delete_index_rows(conn, old)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = FALSE,"
+                    " patient_key = %s, body = %s::jsonb WHERE rid = %s",
+                    updates,
+                )
+        if inserts:
+            _copy(
+                conn,
+                "resources",
+                ("rid", "type", "id", "version", "last_updated", "lue", "deleted", "patient_key", "body"),
+                inserts,
+            )
+        _write_index(conn, part_keys, rids, [index[i] for i in part])
+    return out
+
+
+def _existing(conn: Conn, keys: list[tuple[str, str]]) -> list[tuple[int, int] | None]:
+    """(rid, version) of each (type, id) already stored, in one query."""
+    found: dict[int, tuple[int, int]] = {}
+    rows = conn.execute(
+        "SELECT k.ord, r.rid, r.version FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(type, id, ord)"
+        " JOIN resources r ON r.type = k.type AND r.id = k.id FOR UPDATE OF r",
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    for pos, rid, version in rows:
+        found[int(pos) - 1] = (int(rid), int(version))
+    return [found.get(i) for i in range(len(keys))]
+
+
+def _new_rids(conn: Conn, n: int) -> list[int]:
+    """n fresh rids from the identity sequence, ascending (so insertion order is batch order)."""
+    if n == 0:
+        return []
+    rows = conn.execute(
+        "SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, %s)", (n,)
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+def _copy(conn: Conn, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def delete_index_rows(conn: Conn, rids: list[int]) -> None:
+    """Remove every index and compartment row of the given resources."""
+    for table in ROW_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE rid = ANY(%s::bigint[])", (rids,))
+
+
+def _write_index(conn: Conn, keys: list[tuple[str, str]], rids: list[int], index: list[IndexRows]) -> None:
+    rows: dict[str, set[tuple[Any, ...]]] = {table: set() for table in ROW_TABLES}
+    tok, ttx, sx, dt = rows["ix_token"], rows["ix_token_text"], rows["ix_string"], rows["ix_date"]
+    ref, qty, num, uri = rows["ix_reference"], rows["ix_quantity"], rows["ix_number"], rows["ix_uri"]
+    comp = rows["compartment"]
+    for (rtype, _), rid, ix in zip(keys, rids, index, strict=True):
+        k = patient_key(ix)
+        p = f"{rtype}."
+        tok.update((rid, k, p + a, b or "", c or "") for a, b, c in ix.token)
+        ttx.update((rid, k, p + a, b) for a, b in ix.token_text)
+        sx.update((rid, k, p + a, b, c) for a, b, c in ix.string)
+        dt.update((rid, k, p + a, b, c) for a, b, c in ix.date)
+        ref.update((rid, k, p + a, b or "", c or "", d) for a, b, c, d in ix.reference)
+        qty.update((rid, k, p + a, b, c or "", d or "") for a, b, c, d in ix.quantity)
+        num.update((rid, k, p + a, b) for a, b in ix.number)
+        uri.update((rid, k, p + a, b) for a, b in ix.uri)
+        comp.update((rid, k, patient) for patient in ix.patients)
+    for table, batch in rows.items():
+        if batch:
+            _copy(conn, table, ("rid", "patient_key", *ROW_COLUMNS[table]), sorted(batch, key=lambda r: r[0]))
+
+
+assert param_key("A", "b") == "A.b"  # index rows name parameters as query.param_key does
