@@ -28,6 +28,7 @@ from fhirgate.core.fhir.search import SearchQuery, parse_search
 from fhirgate.errors import FhirgateError, InvalidInput, StoreError
 from fhirgate.store.contract import (
     Expectation,
+    PreparedResource,
     Resource,
     SearchPage,
     StoredResource,
@@ -37,7 +38,7 @@ from fhirgate.store.contract import (
 )
 from fhirgate.store.postgres import query as q
 from fhirgate.store.postgres.schema import SCHEMA_RE, create_schema
-from fhirgate.store.postgres.writer import delete_index_rows, write_batch
+from fhirgate.store.postgres.writer import delete_index_rows, write_batch, write_prepared
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -263,6 +264,17 @@ class PostgresStore:
             if not resources:
                 return []
             return write_batch(conn, resources, rows, now_instant())
+
+    def write_prepared(self, items: Sequence[PreparedResource]) -> int:
+        """Create or update prepared resources (serialized, indexed by the caller) atomically; returns how many.
+
+        The PreparedWriter capability bulk loaders use: the same transaction and advisory write lock as
+        `write`, bodies stored as `write` stores them, new rows and index rows written with COPY.
+        """
+        if not items:
+            return 0
+        with self._errors("write"), self._transaction() as conn:
+            return write_prepared(conn, items, now_instant())
 
     def delete(self, resource_type: str, id: str, *, expect_version: int | None = None) -> bool:
         """Delete the current version (history kept, version incremented); False when nothing to delete."""

@@ -20,7 +20,7 @@ import psycopg
 
 from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.errors import ValidationFailed
-from fhirgate.store.contract import Resource, StoredResource
+from fhirgate.store.contract import PreparedResource, Resource, StoredResource
 from fhirgate.store.postgres.query import param_key
 from fhirgate.store.postgres.schema import ROW_COLUMNS, ROW_TABLES
 
@@ -117,6 +117,82 @@ def write_batch(
             )
         _write_index(conn, part_keys, rids, [index[i] for i in part])
     return out
+
+
+def write_prepared(conn: Conn, items: Sequence[PreparedResource], now: str) -> int:
+    """Store prepared resources (bodies serialized without `meta`, rows extracted); returns how many.
+
+    The caller owns the transaction, as for write_batch. Stored bodies are `{"meta": {..., versionId,
+    lastUpdated}, <body members>}`, built by text concatenation exactly as the SQLite writer's
+    write_prepared does (the body is never parsed here); new rows and every index row go in with COPY.
+    """
+    keys = []
+    for i, item in enumerate(items):
+        rtype, name = item.resource_type, item.id
+        if type(rtype) is not str or not _TYPE_RE.match(rtype) or type(name) is not str or not _ID_RE.match(name):
+            raise ValidationFailed("resourceType or id missing or malformed", location=f"resources[{i}]")
+        if type(item.body) is not str or not item.body.startswith("{"):
+            raise ValidationFailed("body must be a JSON object", location=f"resources[{i}]")
+        keys.append((rtype, name))
+    stamp = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    epoch = stamp.timestamp()
+    dumps = orjson.dumps
+    plain = '{"meta":{"versionId":"1","lastUpdated":"' + now + '"}'  # version 1 without meta: the common case
+    for part in _rounds(keys):
+        part_keys = [keys[i] for i in part]
+        existing = _existing(conn, part_keys)
+        new_rids = iter(_new_rids(conn, sum(1 for e in existing if e is None)))
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        rids: list[int] = []
+        index: list[IndexRows] = []
+        for i, found in zip(part, existing, strict=True):
+            item = items[i]
+            rtype, id_ = keys[i]
+            if found is None:
+                rid, version = next(new_rids), 1
+            else:
+                rid, version = found[0], found[1] + 1
+            rest = item.body[1:].lstrip()
+            sep = "" if rest.startswith("}") else ","
+            if version == 1 and not item.meta:
+                text = plain + sep + rest
+            else:
+                meta = dict(item.meta) if item.meta else {}
+                meta["versionId"] = str(version)
+                meta["lastUpdated"] = now
+                text = '{"meta":' + dumps(meta).decode() + sep + rest
+            pkey = patient_key(item.index)
+            if found is None:
+                inserts.append((rid, rtype, id_, version, stamp, epoch, False, pkey, text))
+            else:
+                updates.append((version, stamp, epoch, pkey, text, rid))
+            rids.append(rid)
+            index.append(item.index)
+        if updates:
+            old = [u[-1] for u in updates]
+            conn.execute(
+                "INSERT INTO history(rid, version, last_updated, deleted, patient_key, body)"
+                " SELECT rid, version, last_updated, deleted, patient_key, body FROM resources"
+                " WHERE rid = ANY(%s::bigint[])",
+                (old,),
+            )
+            delete_index_rows(conn, old)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = FALSE,"
+                    " patient_key = %s, body = %s::jsonb WHERE rid = %s",
+                    updates,
+                )
+        if inserts:
+            _copy(
+                conn,
+                "resources",
+                ("rid", "type", "id", "version", "last_updated", "lue", "deleted", "patient_key", "body"),
+                inserts,
+            )
+        _write_index(conn, part_keys, rids, index)
+    return len(items)
 
 
 def _existing(conn: Conn, keys: list[tuple[str, str]]) -> list[tuple[int, int] | None]:
