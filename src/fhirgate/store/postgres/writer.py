@@ -10,7 +10,6 @@ its own id), as IndexRows.patients lists them (core.fhir.compartment.patients_of
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,39 +19,12 @@ import psycopg
 
 from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.errors import ValidationFailed
+from fhirgate.store.batch import check_key, is_key, rounds
 from fhirgate.store.contract import PreparedResource, Resource, StoredResource
 from fhirgate.store.postgres.query import param_key
 from fhirgate.store.postgres.schema import ROW_COLUMNS, ROW_TABLES
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-
-# FHIR R4 §2.24.0.1 id: 1-64 of [A-Za-z0-9\-\.]
-_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-
-
-def _check(index: int, resource: Any) -> tuple[str, str]:
-    if not isinstance(resource, dict):
-        raise ValidationFailed("not a JSON object", location=f"resources[{index}]")
-    rtype, rid = resource.get("resourceType"), resource.get("id")
-    if not isinstance(rtype, str) or not _TYPE_RE.match(rtype):
-        raise ValidationFailed("resourceType missing or malformed", location=f"resources[{index}]")
-    if not isinstance(rid, str) or not _ID_RE.match(rid):
-        raise ValidationFailed("id missing or malformed (1-64 of A-Z a-z 0-9 - .)", location=f"resources[{index}]")
-    return rtype, rid
-
-
-def _rounds(keys: list[tuple[str, str]]) -> list[range]:
-    """Split a batch where a (type, id) repeats, so each round sees earlier writes of the same resource."""
-    rounds: list[range] = []
-    start, seen = 0, set[tuple[str, str]]()
-    for i, key in enumerate(keys):
-        if key in seen:
-            rounds.append(range(start, i))
-            start, seen = i, set[tuple[str, str]]()
-        seen.add(key)
-    rounds.append(range(start, len(keys)))
-    return rounds
 
 
 def patient_key(ix: IndexRows) -> str | None:
@@ -64,10 +36,10 @@ def write_batch(
     conn: Conn, resources: Sequence[Resource], index: Sequence[IndexRows], now: str
 ) -> list[StoredResource]:
     """Store every resource and its index rows; the caller owns the transaction (and rolls back on error)."""
-    keys = [_check(i, r) for i, r in enumerate(resources)]
+    keys = [check_key(i, r) for i, r in enumerate(resources)]
     stamp = datetime.fromisoformat(now.replace("Z", "+00:00"))
     out: list[StoredResource] = []
-    for part in _rounds(keys):
+    for part in rounds(keys):
         part_keys = [keys[i] for i in part]
         existing = _existing(conn, part_keys)
         new_rids = _new_rids(conn, sum(1 for e in existing if e is None))
@@ -93,28 +65,7 @@ def write_batch(
                 updates.append((version, stamp, stamp.timestamp(), pkey, text, rid))
             rids.append(rid)
             out.append(StoredResource(rtype, id_, version, now, full))
-        if updates:
-            old = [u[-1] for u in updates]
-            conn.execute(
-                "INSERT INTO history(rid, version, last_updated, deleted, patient_key, body)"
-                " SELECT rid, version, last_updated, deleted, patient_key, body FROM resources"
-                " WHERE rid = ANY(%s::bigint[])",
-                (old,),
-            )
-            delete_index_rows(conn, old)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = FALSE,"
-                    " patient_key = %s, body = %s::jsonb WHERE rid = %s",
-                    updates,
-                )
-        if inserts:
-            _copy(
-                conn,
-                "resources",
-                ("rid", "type", "id", "version", "last_updated", "lue", "deleted", "patient_key", "body"),
-                inserts,
-            )
+        _store_round(conn, inserts, updates)
         _write_index(conn, part_keys, rids, [index[i] for i in part])
     return out
 
@@ -129,7 +80,7 @@ def write_prepared(conn: Conn, items: Sequence[PreparedResource], now: str) -> i
     keys = []
     for i, item in enumerate(items):
         rtype, name = item.resource_type, item.id
-        if type(rtype) is not str or not _TYPE_RE.match(rtype) or type(name) is not str or not _ID_RE.match(name):
+        if not is_key(rtype, name):
             raise ValidationFailed("resourceType or id missing or malformed", location=f"resources[{i}]")
         if type(item.body) is not str or not item.body.startswith("{"):
             raise ValidationFailed("body must be a JSON object", location=f"resources[{i}]")
@@ -138,7 +89,7 @@ def write_prepared(conn: Conn, items: Sequence[PreparedResource], now: str) -> i
     epoch = stamp.timestamp()
     dumps = orjson.dumps
     plain = '{"meta":{"versionId":"1","lastUpdated":"' + now + '"}'  # version 1 without meta: the common case
-    for part in _rounds(keys):
+    for part in rounds(keys):
         part_keys = [keys[i] for i in part]
         existing = _existing(conn, part_keys)
         new_rids = iter(_new_rids(conn, sum(1 for e in existing if e is None)))
@@ -169,30 +120,35 @@ def write_prepared(conn: Conn, items: Sequence[PreparedResource], now: str) -> i
                 updates.append((version, stamp, epoch, pkey, text, rid))
             rids.append(rid)
             index.append(item.index)
-        if updates:
-            old = [u[-1] for u in updates]
-            conn.execute(
-                "INSERT INTO history(rid, version, last_updated, deleted, patient_key, body)"
-                " SELECT rid, version, last_updated, deleted, patient_key, body FROM resources"
-                " WHERE rid = ANY(%s::bigint[])",
-                (old,),
-            )
-            delete_index_rows(conn, old)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = FALSE,"
-                    " patient_key = %s, body = %s::jsonb WHERE rid = %s",
-                    updates,
-                )
-        if inserts:
-            _copy(
-                conn,
-                "resources",
-                ("rid", "type", "id", "version", "last_updated", "lue", "deleted", "patient_key", "body"),
-                inserts,
-            )
+        _store_round(conn, inserts, updates)
         _write_index(conn, part_keys, rids, index)
     return len(items)
+
+
+def _store_round(conn: Conn, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
+    """Move superseded versions to history, update them in place, and COPY the new rows (one round)."""
+    if updates:
+        old = [u[-1] for u in updates]
+        conn.execute(
+            "INSERT INTO history(rid, version, last_updated, deleted, patient_key, body)"
+            " SELECT rid, version, last_updated, deleted, patient_key, body FROM resources"
+            " WHERE rid = ANY(%s::bigint[])",
+            (old,),
+        )
+        delete_index_rows(conn, old)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = FALSE,"
+                " patient_key = %s, body = %s::jsonb WHERE rid = %s",
+                updates,
+            )
+    if inserts:
+        _copy(
+            conn,
+            "resources",
+            ("rid", "type", "id", "version", "last_updated", "lue", "deleted", "patient_key", "body"),
+            inserts,
+        )
 
 
 def _existing(conn: Conn, keys: list[tuple[str, str]]) -> list[tuple[int, int] | None]:

@@ -9,7 +9,6 @@ the body once (the history table only receives a version when it is superseded).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +19,9 @@ import orjson
 
 from fhirgate.core.fhir.indexing import IndexRows
 from fhirgate.errors import StoreError, ValidationFailed
+from fhirgate.store.batch import check_key, is_key, rounds
 from fhirgate.store.contract import PreparedResource, Resource, ResourceChange, StoredResource
 from fhirgate.store.sqlite.schema import INDEX_TABLES, ROW_TABLES
-
-# FHIR R4 §2.24.0.1 id: 1-64 of [A-Za-z0-9\-\.]
-_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 
 _INSERT = {
     "ix_token": "INSERT OR IGNORE INTO ix_token(rid, pid, system, code) VALUES (?, ?, ?, ?)",
@@ -121,30 +117,6 @@ class _TypeIds(dict[str, int]):
         return pid
 
 
-def _check(index: int, resource: Any) -> tuple[str, str]:
-    if not isinstance(resource, dict):
-        raise ValidationFailed("not a JSON object", location=f"resources[{index}]")
-    rtype, rid = resource.get("resourceType"), resource.get("id")
-    if not isinstance(rtype, str) or not _TYPE_RE.match(rtype):
-        raise ValidationFailed("resourceType missing or malformed", location=f"resources[{index}]")
-    if not isinstance(rid, str) or not _ID_RE.match(rid):
-        raise ValidationFailed("id missing or malformed (1-64 of A-Z a-z 0-9 - .)", location=f"resources[{index}]")
-    return rtype, rid
-
-
-def _rounds(keys: list[tuple[str, str]]) -> list[range]:
-    """Split a batch where a (type, id) repeats, so each round sees earlier writes of the same resource."""
-    rounds: list[range] = []
-    start, seen = 0, set[tuple[str, str]]()
-    for i, key in enumerate(keys):
-        if key in seen:
-            rounds.append(range(start, i))
-            start, seen = i, set[tuple[str, str]]()
-        seen.add(key)
-    rounds.append(range(start, len(keys)))
-    return rounds
-
-
 def write_batch(
     conn: apsw.Connection,
     params: ParamIds,
@@ -157,10 +129,10 @@ def write_batch(
 
     With `changes`, the stored bodies of watched types are logged there.
     """
-    keys = [_check(i, r) for i, r in enumerate(resources)]
+    keys = [check_key(i, r) for i, r in enumerate(resources)]
     epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     out: list[StoredResource] = []
-    for part in _rounds(keys):
+    for part in rounds(keys):
         bodies: list[dict[str, Any]] = []
 
         def body(i: int, version: int, part: range = part, bodies: list[dict[str, Any]] = bodies) -> str:
@@ -195,14 +167,14 @@ def write_prepared(
     keys = []
     for i, item in enumerate(items):
         rtype, rid = item.resource_type, item.id
-        if type(rtype) is not str or not _TYPE_RE.match(rtype) or type(rid) is not str or not _ID_RE.match(rid):
+        if not is_key(rtype, rid):
             raise ValidationFailed("resourceType or id missing or malformed", location=f"resources[{i}]")
         if not item.body.startswith("{"):
             raise ValidationFailed("body must be a JSON object", location=f"resources[{i}]")
         keys.append((rtype, rid))
     epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     dumps = orjson.dumps
-    for part in _rounds(keys):
+    for part in rounds(keys):
         texts: list[str] = []
 
         def body(i: int, version: int, part: range = part, texts: list[str] = texts) -> str:
@@ -341,7 +313,7 @@ def write_rows(
     dumps = orjson.dumps
     inserts = []
     for rid, rtype, id_, meta, body in resources:
-        if type(rtype) is not str or not _TYPE_RE.match(rtype) or type(id_) is not str or not _ID_RE.match(id_):
+        if not is_key(rtype, id_):
             raise ValidationFailed("resourceType or id missing or malformed", location=f"rid {rid}")
         if not body.startswith("{"):
             raise ValidationFailed("body must be a JSON object", location=f"rid {rid}")
