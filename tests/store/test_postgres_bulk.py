@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from postgres_support import ScratchPostgresStore, needs_postgres
 
-from conftest import ScratchPostgresStore, needs_postgres
 from fhirgate.core.fhir.definitions import is_supported
 from fhirgate.core.fhir.search import parse_search
 from fhirgate.errors import StoreError, ValidationFailed

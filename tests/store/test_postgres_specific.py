@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from postgres_support import POSTGRES_URL, ScratchPostgresStore, needs_postgres
 from psycopg import sql
 
-from conftest import POSTGRES_URL, ScratchPostgresStore, needs_postgres
 from fhirgate.errors import Conflict, InvalidInput, StoreError
 from fhirgate.store.contract import StoredResource
 from fhirgate.store.postgres import PostgresStore
