@@ -36,8 +36,11 @@ from fhirgate.mcp.tools import register_tools
 from fhirgate.mcp.write_tools import register_write_tools
 from fhirgate.service.gateway import Gateway
 
-INSTRUCTIONS = """fhirgate gives read-only access to a medical practice's FHIR R4 records under your SMART scopes
-and the practice's policy (your role decides the tools, types and fields you get). Every request is audited.
+INSTRUCTIONS = """fhirgate gives access to a medical practice's FHIR R4 records under your SMART scopes and the
+practice's policy (your role decides the tools, types and fields you get). Every request is audited. It is
+read-only unless the practice turned writes on: then book_appointment, update_appointment, add_clinical_note,
+create_resource and update_resource only PROPOSE a change (nothing is written until the user confirms it or a
+person approves it; tell the user what next_step says, and use proposal_status to follow up).
 Start with whoami if unsure what you may see. Typical flow: find_patients -> patient_summary -> search_resources /
 read_resource for details; patient_everything pages through a whole record; grep_record finds text in notes and
 documents. For practice-wide questions (no-shows, patients not seen, revenue, care gaps) use run_report first,
