@@ -102,13 +102,12 @@ def write_tool_decision(role: Role, tool: str, writes: WritePolicy) -> Decision:
             f"Role {role.name} may not propose writes (its policy write_types are empty); the server is "
             "read-only for it.",
         )
-    allowed = ", ".join(sorted(role.write_types))
     needed = WRITE_TOOL_TYPES.get(tool)
-    if needed is not None and needed not in role.write_types:
-        return Decision.deny(
-            "writes.type_not_allowed",
-            f"Role {role.name} may not write {needed}, which {tool} writes; its write types: {allowed}.",
-        )
+    if needed is not None:
+        decision = role.allows_write(needed, tool)
+        if not decision.allowed:
+            return decision
+    allowed = ", ".join(sorted(role.write_types))
     return Decision.allow("writes.allowed", f"Role {role.name} may propose writes for: {allowed}.")
 
 

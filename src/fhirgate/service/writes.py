@@ -169,14 +169,11 @@ class WriteDesk:
     @staticmethod
     def _authorize_type(guard: Guard, draft: Draft) -> None:
         """The caller may write this type at all: the role's write types and a SMART c/u scope for it."""
-        standing = guard.standing
         rtype = draft.resource_type
-        if standing is not None and rtype not in standing.role.write_types:
-            allowed = ", ".join(sorted(standing.role.write_types)) or "none"
-            raise AccessDenied(
-                f"Role {standing.role.name} may not propose writes of {rtype}; its write types: {allowed}.",
-                reason="writes.type_not_allowed",
-            )
+        if guard.standing is not None:
+            decision = guard.standing.role.allows_write(rtype)
+            if not decision.allowed:
+                raise AccessDenied(decision.detail, reason=decision.reason)
         guard.plan(rtype, _LETTER[draft.kind])
 
     @staticmethod

@@ -195,6 +195,17 @@ class Role:
             "role.tool_not_allowed", f"role {self.name} may not call {shown(name)}; allowed tools: {allowed}"
         )
 
+    def allows_write(self, rtype: str, tool: str | None = None) -> Decision:
+        """Whether this role may propose writes of `rtype` (a supported type name; its `write_types`)."""
+        if rtype in self.write_types:
+            return Decision.allow("writes.type_allowed", f"role {self.name} may propose writes of {rtype}")
+        allowed = ", ".join(sorted(self.write_types)) or "none"
+        which = f", which {tool} writes" if tool else ""
+        return Decision.deny(
+            "writes.type_not_allowed",
+            f"Role {self.name} may not write {rtype}{which}; its write types: {allowed}.",
+        )
+
     def field_rule(self, rtype: str) -> FieldRule | None:
         """The projection for `rtype` (else the "*" default), or None when the role sees every element."""
         return self.fields.get(rtype) or self.fields.get("*")
