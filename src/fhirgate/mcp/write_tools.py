@@ -12,7 +12,6 @@ the pending proposal and `proposal_status` (a person approves with `fhirgate app
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,6 +31,7 @@ from mcp_types import (
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
+from fhirgate.audit.record import digest_arguments
 from fhirgate.core.policy.rules import WRITE_TOOLS
 from fhirgate.errors import FhirgateError, InvalidInput
 from fhirgate.mcp.audit_hook import current_request
@@ -78,12 +78,6 @@ class Confirm(BaseModel):
     """The in-chat confirmation form (2025-11-25 elicitation)."""
 
     confirm: bool = Field(title="Make this change", description="Yes writes exactly the change shown; no withdraws it.")
-
-
-def _digest(arguments: dict[str, Any]) -> str:
-    """SHA-256 of the call's arguments: a retry must carry the very arguments that were confirmed."""
-    data = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    return hashlib.sha256(data).hexdigest()
 
 
 def _message(result: dict[str, Any]) -> str:
@@ -142,7 +136,7 @@ class WriteFlow:
             return _ok(result)
         if mode == "input-required":
             state = {"v": _STATE_VERSION, "tool": tool, "proposal": proposal["id"], "token": token}
-            state["args"] = _digest(arguments)
+            state["args"] = digest_arguments(arguments)
             request = ElicitRequest(
                 params=ElicitRequestFormParams(message=_message(result), requested_schema=_CONFIRM_SCHEMA)
             )
@@ -177,7 +171,7 @@ class WriteFlow:
             pid, token = str(state["proposal"]), str(state["token"])
         except (ValueError, KeyError, TypeError):
             return _error(InvalidInput("requestState", "is not a confirmation this server asked for"))
-        if state.get("tool") != tool or state.get("args") != _digest(arguments):
+        if state.get("tool") != tool or state.get("args") != digest_arguments(arguments):
             return _error(InvalidInput("arguments", "changed since the confirmation was asked; call the tool again"))
         answer = (ctx.input_responses or {}).get(CONFIRM_KEY)
         if not isinstance(answer, ElicitResult):

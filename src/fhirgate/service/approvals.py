@@ -22,7 +22,7 @@ from fhirgate.writes.approvals import ProposalStore
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class Outcome:
     """What an operator's decision did: the proposal as now stored and, when approved, the write's outcome."""
 
     proposal: Proposal
@@ -62,7 +62,7 @@ class ApprovalDesk:
             references=[f"{p.resource_type}/{p.target_id}"] if p is not None else [],
         )
 
-    def decide(self, proposal_id: str, decider: str, approve: bool, reason: str | None = None) -> Decision:
+    def decide(self, proposal_id: str, decider: str, approve: bool, reason: str | None = None) -> Outcome:
         """Approve (and write) or reject; a refusal (self-approval, expired, decided) is audited and raised."""
         request_id = uuid.uuid4().hex
         interaction = "write.approve" if approve else "write.reject"
@@ -83,7 +83,7 @@ class ApprovalDesk:
             raise
         self._record(proposal, request_id, interaction, "operation", proposal_id=proposal.id, decider=decider)
         if not approve:
-            return Decision(proposal)
+            return Outcome(proposal)
         applied = apply_proposal(self.store, self.proposals, proposal)
         error = applied.error
         self._record(
@@ -96,4 +96,4 @@ class ApprovalDesk:
             outcome="success" if error is None else "error",
             reason=None if error is None else error.code,
         )
-        return Decision(applied.proposal, applied)
+        return Outcome(applied.proposal, applied)

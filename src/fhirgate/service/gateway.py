@@ -72,7 +72,6 @@ class Gateway(WriteUseCases):
         self._terminology: Terminology | None = None
         self._analytics_lock = threading.Lock()
         self.writes = WriteDesk(store, proposals)
-        self._proposals = proposals
         self.request_state_key = request_state_key
 
     @property
@@ -85,8 +84,7 @@ class Gateway(WriteUseCases):
         if self._analytics is not None:
             self._analytics.close()
         self.governance.close()
-        if self._proposals is not None:
-            self._proposals.close()
+        self.writes.close()
         self.store.close()
         close = getattr(self._sink, "close", None)
         if callable(close):

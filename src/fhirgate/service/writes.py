@@ -151,6 +151,11 @@ class WriteDesk:
             raise StoreError("writes need a proposal store (a data directory); this server has none")
         return self._proposals
 
+    def close(self) -> None:
+        """Close the proposal store, if any."""
+        if self._proposals is not None:
+            self._proposals.close()
+
     def now(self) -> datetime:
         """The proposal store's clock (injectable in tests)."""
         return self.proposals.now()
