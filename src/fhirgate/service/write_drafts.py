@@ -26,7 +26,7 @@ _PRACTITIONER_TYPES = ("Practitioner/", "PractitionerRole/")
 
 def parse_start(value: object, param: str = "start") -> datetime:
     """An ISO 8601 date-time WITH its UTC offset (a booking time without one is ambiguous)."""
-    moment = effects.parse_time(value)
+    moment = scheduling.parse_time(value)
     if moment is None:
         raise InvalidInput(param, "must be a date-time with a UTC offset", "e.g. 2026-11-23T10:00:00-05:00")
     return moment

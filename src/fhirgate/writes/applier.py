@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fhirgate.core.writes import effects
+from fhirgate.core.writes import effects, scheduling
 from fhirgate.core.writes.proposal import Proposal
 from fhirgate.errors import Conflict, FhirgateError, InvalidInput, NotFound, StoreError, ValidationFailed
 from fhirgate.store.contract import FhirStore, Resource, StoredResource
@@ -54,7 +54,7 @@ def _slot_writes(store: FhirStore, proposal: Proposal, now: datetime) -> tuple[l
         expect[ref] = slot.version
     for ref in release:
         slot = stored.get(ref)
-        start = effects.parse_time(slot.body.get("start")) if slot is not None else None
+        start = scheduling.parse_time(slot.body.get("start")) if slot is not None else None
         if slot is None or slot.body.get("status") != "busy" or start is None or start <= now:
             continue  # a past or already-free slot stays as it is
         writes.append(effects.with_status(slot.body, "free"))

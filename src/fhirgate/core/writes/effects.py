@@ -12,26 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from fhirgate.core.writes.scheduling import BUSY_STATUSES
-
-
-def parse_time(value: object) -> datetime | None:
-    """A FHIR instant/dateTime with a time zone as an aware datetime, else None."""
-    if not isinstance(value, str) or len(value) < 16:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def interval(appointment: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
-    """The [start, end) an Appointment occupies, or None when it has no usable start and end."""
-    start, end = parse_time(appointment.get("start")), parse_time(appointment.get("end"))
-    if start is None or end is None or end <= start:
-        return None
-    return start, end
+from fhirgate.core.writes.scheduling import BUSY_STATUSES, appointment_interval
 
 
 def holds_time(appointment: Mapping[str, Any] | None) -> bool:
@@ -92,7 +73,7 @@ def overlapping(
     for appt in appointments:
         if appt.get("id") == exclude or not holds_time(appt):
             continue
-        span = interval(appt)
+        span = appointment_interval(appt)
         if span is not None and span[0] < end and start < span[1]:
             found.append(str(appt.get("id")))
     return found
@@ -106,11 +87,11 @@ def time_checks(
     A write occupies time when the new version holds time and either the old one did not or its interval
     or participants changed; a status change within busy statuses (booked -> arrived) does not.
     """
-    span = interval(proposed)
+    span = appointment_interval(proposed)
     if not holds_time(proposed) or span is None:
         return None
     who = (*actors(proposed, "Practitioner"), *actors(proposed, "Patient"))
-    if current is not None and holds_time(current) and interval(current) == span:
+    if current is not None and holds_time(current) and appointment_interval(current) == span:
         new = [ref for ref in who if ref not in (*actors(current, "Practitioner"), *actors(current, "Patient"))]
         if not new:
             return None

@@ -120,7 +120,7 @@ def _text(param: str, value: object, limit: int, *, multiline: bool) -> str | No
     return None if value is None else free_text(param, value, limit, multiline=multiline)
 
 
-def _parse(value: object) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
     """A stored FHIR instant/dateTime as an aware datetime; None when absent, partial or without an offset."""
     if not isinstance(value, str):
         return None
@@ -187,18 +187,18 @@ def _slots(raw: Sequence[Mapping[str, Any]]) -> list[_Slot]:
     out: list[_Slot] = []
     for body in raw:
         sid, status = body.get("id"), body.get("status")
-        start, end = _parse(body.get("start")), _parse(body.get("end"))
+        start, end = parse_time(body.get("start")), parse_time(body.get("end"))
         if isinstance(sid, str) and isinstance(status, str) and start is not None and end is not None and start < end:
             out.append(_Slot(sid, status, start, end, body))
     return sorted(out, key=lambda s: (s.start, s.id))
 
 
-def _interval(appointment: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+def appointment_interval(appointment: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
     """An Appointment's [start, end): end from `end`, else from minutesDuration, else the start instant alone."""
-    start = _parse(appointment.get("start"))
+    start = parse_time(appointment.get("start"))
     if start is None:
         return None
-    end = _parse(appointment.get("end"))
+    end = parse_time(appointment.get("end"))
     if end is not None:
         return start, end
     minutes = appointment.get("minutesDuration")
@@ -292,7 +292,7 @@ def _check_overlaps(
     for other in appointments:
         if other.get("id") == exclude or other.get("status") not in BUSY_STATUSES:
             continue
-        interval = _interval(other)
+        interval = appointment_interval(other)
         if interval is not None and _overlaps(interval[0], interval[1], start, end):
             raise Conflict(
                 f"{who} already has Appointment/{other.get('id')} ({other.get('status')}) "
@@ -379,7 +379,7 @@ def _current_slots(current: Mapping[str, Any], raw: Sequence[Mapping[str, Any]])
 
 def _require_interval(current: Mapping[str, Any]) -> tuple[datetime, datetime]:
     """The appointment's interval, or InvalidInput when it has no start time."""
-    interval = _interval(current)
+    interval = appointment_interval(current)
     if interval is None:
         raise InvalidInput("current", "the appointment has no start time")
     return interval
@@ -420,7 +420,7 @@ def _reschedule(
     if start is None:
         raise InvalidInput("start", "is required to reschedule")
     start = _aware("start", start)
-    old = _interval(current)
+    old = appointment_interval(current)
     if minutes is None:
         stored = current.get("minutesDuration")
         if isinstance(stored, int) and not isinstance(stored, bool):
@@ -509,7 +509,7 @@ def plan_appointment_change(
             raise InvalidInput("reason", "is required to cancel", f"at most {MAX_REASON} characters")
         # appointment.html Appointment.cancelationReason: why it was cancelled (text only; no coded reason given).
         body["cancelationReason"] = {"text": text}
-        interval = _interval(current)
+        interval = appointment_interval(current)
         if interval is not None and interval[0] > now:
             freed = _freed(old_slots)
     return AppointmentChange(body, tuple(freed))
