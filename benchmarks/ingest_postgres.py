@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import re
 import secrets
@@ -32,9 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,11 +42,11 @@ from psycopg import sql
 
 from fhirgate.core.fhir.bundle import prepare_bundle
 from fhirgate.core.fhir.validate import supported_types, validate_resource
-from fhirgate.ingest import workers
 from fhirgate.ingest.loader import Loader
 from fhirgate.ingest.payload import prepare_resource
-from fhirgate.ingest.workers import FilePool, FileResult, RowPlan, warm_up
+from fhirgate.ingest.workers import FilePool, FileResult
 from fhirgate.store.contract import PreparedResource
+from fhirgate.store.factory import store_address
 from fhirgate.store.postgres import PostgresStore
 from fhirgate.store.postgres import writer as pg_writer
 
@@ -88,25 +85,12 @@ def make_dataset(dest: Path, copies: int) -> int:
     )
 
 
-def _init_pg_worker(url: str, schema: str) -> None:
-    """ingest.workers._init_worker for a PostgresStore: fast mode, prepare, conditional references via PostgreSQL."""
-    workers._init_worker("fast", True, None, None)
-    workers._STATE["store"] = PostgresStore(url, schema=schema, create=False, pool_size=1)
-
-
 class PgFilePool(FilePool):
-    """ingest.workers.FilePool whose workers resolve conditional references against a PostgresStore."""
+    """ingest.workers.FilePool whose workers resolve conditional references against the PostgresStore, counting
+    the files they declined (the loader loads those inline)."""
 
-    def __init__(self, n: int, url: str, schema: str) -> None:
-        ctx = multiprocessing.get_context("forkserver")
-        self._pool = ProcessPoolExecutor(
-            max_workers=n, mp_context=ctx, initializer=_init_pg_worker, initargs=(url, schema)
-        )
-        self._ahead = 2 * n + 2
-        for _ in range(n):
-            self._pool.submit(warm_up)
-        self._queue: deque[tuple[str, RowPlan | None]] = deque()
-        self._futures: dict[str, Future[FileResult]] = {}
+    def __init__(self, n: int, store: PostgresStore) -> None:
+        super().__init__(n, "fast", prepare=True, store=store_address(store))
         self.declined = 0
 
     def result(self, path: Path) -> FileResult | None:
@@ -158,7 +142,7 @@ def load_once(url: str, dataset: Path) -> dict[str, Any]:
         gc.disable()  # as load_paths does
         try:
             started = time.perf_counter()
-            pool = PgFilePool(WORKERS, url, store.schema)
+            pool = PgFilePool(WORKERS, store)
             try:
                 loader = Loader(store, validation="fast", pool=pool)
                 for i, path in enumerate(files):  # load_paths' loop

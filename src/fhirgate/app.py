@@ -14,25 +14,26 @@ from urllib.parse import urlparse
 import anyio
 from starlette.applications import Starlette
 
-from fhirgate.audit.log import AuditLog
-from fhirgate.auth.devissuer import load_trusted_issuer
 from fhirgate.auth.principal_builder import ROLE_CLAIM
 from fhirgate.auth.tokens import TokenVerifier, TrustedIssuer
-from fhirgate.config import DataDir, Settings
+from fhirgate.config import Settings
 from fhirgate.core.policy.rules import Policy
 from fhirgate.errors import ConfigError
+from fhirgate.location import Location
+from fhirgate.location.backends import open_audit, open_proposals
 from fhirgate.mcp.http import LOOPBACK_HOSTS, build_http_app
 from fhirgate.mcp.server import build_server
 from fhirgate.mcp.stdio import stdio_principal
 from fhirgate.policy_loader import load_policy
+from fhirgate.remote.settings import describe_upstream, open_remote_store
 from fhirgate.service.gateway import Gateway
 from fhirgate.service.governance import Governance
+from fhirgate.store.contract import FhirStore
 from fhirgate.store.factory import open_store
-from fhirgate.writes.approvals import open_proposals
 
 
 def resolve_policy(
-    data_dir: DataDir, settings: Settings | None = None, override: str | None = None, *, allow_writes: bool = False
+    data_dir: Location, settings: Settings | None = None, override: str | None = None, *, allow_writes: bool = False
 ) -> Policy:
     """The governance policy: `override` (serve --policy), else fhirgate.toml [policy] file, else the default.
 
@@ -47,7 +48,7 @@ def resolve_policy(
     else:
         path = Path(chosen).expanduser()
         if override is None and not path.is_absolute():
-            path = data_dir.path / path
+            path = data_dir.base_dir / path
         policy = load_policy(path)
     return policy.with_writes_enabled() if allow_writes else policy
 
@@ -66,12 +67,19 @@ def describe_writes(policy: Policy) -> str:
     )
 
 
-def build_gateway(data_dir: DataDir, *, key: str | None, policy: Policy | None = None) -> Gateway:
-    """The Gateway over the data directory's store and audit log (the store must exist), under `policy`."""
+def build_gateway(
+    data_dir: Location, *, key: str | None, policy: Policy | None = None, store: FhirStore | None = None
+) -> Gateway:
+    """The Gateway over the data directory's store and audit log (the store must exist), under `policy`.
+
+    `store` (a RemoteStore for `serve --fhir-base`) replaces the data directory's store; the data directory
+    still holds the audit log, keys, settings and proposals.
+    """
     policy = policy or resolve_policy(data_dir)
-    store = open_store(data_dir, key=key, create=False)
+    if store is None:
+        store = open_store(data_dir, key=key, create=False)
     try:
-        audit = AuditLog(data_dir.audit_path, key=key, chain_key=data_dir.secret("audit-chain"))
+        audit = open_audit(data_dir, key=key)
         governance = Governance(policy, store)
     except Exception:
         store.close()
@@ -93,7 +101,7 @@ def build_gateway(data_dir: DataDir, *, key: str | None, policy: Policy | None =
     )
 
 
-def trusted_issuers(data_dir: DataDir, settings: Settings) -> list[TrustedIssuer]:
+def trusted_issuers(data_dir: Location, settings: Settings) -> list[TrustedIssuer]:
     """Issuers from fhirgate.toml [auth], plus the local dev issuer when trust_dev_issuer is set."""
     issuers: list[TrustedIssuer] = []
     for item in settings.issuers:
@@ -102,19 +110,19 @@ def trusted_issuers(data_dir: DataDir, settings: Settings) -> list[TrustedIssuer
         else:
             pem_path = Path(str(item.public_key_file)).expanduser()
             if not pem_path.is_absolute():
-                pem_path = data_dir.path / pem_path
+                pem_path = data_dir.base_dir / pem_path
             try:
                 pem = pem_path.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(f"issuer {item.issuer}: cannot read {pem_path} ({exc.strerror})") from None
             issuers.append(TrustedIssuer(item.issuer, public_key_pem=pem, algorithms=item.algorithms))
     if settings.trust_dev_issuer:
-        issuers.append(load_trusted_issuer(data_dir.keys_dir))
+        issuers.append(data_dir.dev_trusted_issuer())
     return issuers
 
 
 def build_verifier(
-    data_dir: DataDir, settings: Settings | None = None, *, role_claim: str = ROLE_CLAIM
+    data_dir: Location, settings: Settings | None = None, *, role_claim: str = ROLE_CLAIM
 ) -> TokenVerifier | None:
     """A TokenVerifier for this server's audience (settings.resource_url), or None without issuers."""
     settings = settings or data_dir.settings()
@@ -122,37 +130,50 @@ def build_verifier(
     return TokenVerifier(issuers, settings.resource_url, role_claim=role_claim) if issuers else None
 
 
-def describe_issuers(data_dir: DataDir, settings: Settings) -> str:
+def describe_issuers(data_dir: Location, settings: Settings) -> str:
     """One line naming the issuers whose tokens this server accepts, printed by `serve` on start."""
     names = [i.issuer for i in settings.issuers]
     if settings.trust_dev_issuer:
-        dev = load_trusted_issuer(data_dir.keys_dir).issuer
+        dev = data_dir.dev_trusted_issuer().issuer
         names.append(f"{dev} (local development issuer: `fhirgate token`; not for production)")
     return "trusted token issuers: " + ("; ".join(names) if names else "none")
 
 
 def create_http_app(
-    data_dir: DataDir,
+    data_dir: Location,
     *,
     key: str | None,
     host: str = "127.0.0.1",
     policy_file: str | None = None,
     allow_writes: bool = False,
+    fhir_base: str | None = None,
+    fhir_api: bool = False,
 ) -> Starlette:
-    """The Starlette app for `fhirgate serve --http` (the gateway closes with the app's lifespan)."""
+    """The Starlette app for `fhirgate serve --http` (the gateway closes with the app's lifespan); `fhir_api`
+    also serves the FHIR R4 REST API at /fhir (docs/fhir-api.md)."""
     settings = data_dir.settings()
     policy = resolve_policy(data_dir, settings, policy_file, allow_writes=allow_writes)
-    return _http_app(data_dir, settings, policy, key=key, host=host)
+    return _http_app(data_dir, settings, policy, key=key, host=host, fhir_base=fhir_base, fhir_api=fhir_api)
 
 
-def _http_app(data_dir: DataDir, settings: Settings, policy: Policy, *, key: str | None, host: str) -> Starlette:
+def _http_app(
+    data_dir: Location,
+    settings: Settings,
+    policy: Policy,
+    *,
+    key: str | None,
+    host: str,
+    fhir_base: str | None = None,
+    fhir_api: bool = False,
+) -> Starlette:
     """The Starlette app under an already resolved policy (run_http reports the policy's writes line)."""
     verifier = build_verifier(data_dir, settings, role_claim=policy.role_claim)
     if verifier is None:
         raise ConfigError(
             "no trusted token issuer: add [[auth.issuers]] to fhirgate.toml or set auth.trust_dev_issuer = true"
         )
-    gateway = build_gateway(data_dir, key=key, policy=policy)
+    remote = open_remote_store(settings.upstream, data_dir.base_dir, fhir_base)  # None: the embedded store
+    gateway = build_gateway(data_dir, key=key, policy=policy, store=remote)
     return build_http_app(
         gateway,
         verifier=verifier,
@@ -161,11 +182,12 @@ def _http_app(data_dir: DataDir, settings: Settings, policy: Policy, *, key: str
         host=host,
         allowed_origins=settings.allowed_origins,
         close_gateway=True,
+        fhir_api=fhir_api,
     )
 
 
 def run_http(
-    data_dir: DataDir,
+    data_dir: Location,
     *,
     key: str | None,
     host: str = "127.0.0.1",
@@ -174,16 +196,44 @@ def run_http(
     keyfile: str | None = None,
     policy_file: str | None = None,
     allow_writes: bool = False,
+    workers: int = 1,
+    key_file: str | None = None,
+    fhir_base: str | None = None,
+    fhir_api: bool = False,
     **uvicorn_options: Any,
 ) -> None:
-    """Serve Streamable HTTP with uvicorn until interrupted; TLS when certfile and keyfile are given."""
+    """Serve Streamable HTTP with uvicorn until interrupted; TLS when certfile and keyfile are given.
+
+    With `workers` > 1, uvicorn runs that many processes behind the port, each building its own app from
+    the config fhirgate.workers exports (the key is read by each worker from `key_file` or the environment).
+    """
     import uvicorn
 
     if bool(certfile) != bool(keyfile):
         raise ConfigError("give both certfile and keyfile for HTTPS")
     settings = data_dir.settings()
     policy = resolve_policy(data_dir, settings, policy_file, allow_writes=allow_writes)
-    app = _http_app(data_dir, settings, policy, key=key, host=host)
+    app: Starlette | str
+    if workers > 1 and fhir_base is not None:
+        raise ConfigError("--fhir-base with several --workers: set [upstream] base_url in fhirgate.toml instead")
+    if workers > 1 and fhir_api:
+        raise ConfigError("--fhir-api with several --workers is not supported yet; serve it with one worker")
+    if workers > 1:
+        from fhirgate.workers import prepare_workers
+
+        app = prepare_workers(
+            data_dir,
+            settings,
+            policy,
+            workers=workers,
+            key=key,
+            key_file=key_file,
+            host=host,
+            policy_file=policy_file,
+            allow_writes=allow_writes,
+        )
+    else:
+        app = _http_app(data_dir, settings, policy, key=key, host=host, fhir_base=fhir_base, fhir_api=fhir_api)
     resource_url = settings.resource_url
     parsed = urlparse(resource_url)
     default_port = 443 if parsed.scheme == "https" else 80
@@ -201,27 +251,34 @@ def run_http(
         )
     scheme = "https" if certfile else "http"
     print(f"fhirgate serving MCP at {scheme}://{host}:{port}/mcp (resource {resource_url})", file=sys.stderr)
+    if fhir_api:
+        print(f"fhirgate serving the FHIR R4 API at {scheme}://{host}:{port}/fhir (same tokens)", file=sys.stderr)
     print(describe_issuers(data_dir, settings), file=sys.stderr)
     print(describe_writes(policy), file=sys.stderr)
+    if (upstream := describe_upstream(settings.upstream, fhir_base)) is not None:
+        print(upstream, file=sys.stderr)
     uvicorn.run(
         app,
         host=host,
         port=port,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
+        workers=workers,
+        factory=workers > 1,
         log_level=uvicorn_options.pop("log_level", "warning"),
         **uvicorn_options,
     )
 
 
 def run_stdio(
-    data_dir: DataDir,
+    data_dir: Location,
     *,
     key: str | None,
     token: str | None = None,
     profile: str | None = None,
     policy_file: str | None = None,
     allow_writes: bool = False,
+    fhir_base: str | None = None,
 ) -> None:
     """Serve one client over stdin/stdout as the principal from `token` or `profile` (one is required)."""
     settings = data_dir.settings()
@@ -232,10 +289,13 @@ def run_stdio(
         verifier=build_verifier(data_dir, settings, role_claim=policy.role_claim) if token else None,
         profiles=settings.extra.get("profiles", {}),
     )
-    gateway = build_gateway(data_dir, key=key, policy=policy)
+    remote = open_remote_store(settings.upstream, data_dir.base_dir, fhir_base)  # None: the embedded store
+    gateway = build_gateway(data_dir, key=key, policy=policy, store=remote)
     # stdout carries the protocol: start-up notes go to stderr.
     print(f"fhirgate serving MCP over stdio as {principal.sub} ({principal.issuer})", file=sys.stderr)
     print(describe_writes(policy), file=sys.stderr)
+    if (upstream := describe_upstream(settings.upstream, fhir_base)) is not None:
+        print(upstream, file=sys.stderr)
     try:
         server = build_server(gateway, transport="stdio", principal=principal)
         anyio.run(server.run_stdio_async)

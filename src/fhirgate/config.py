@@ -14,11 +14,16 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from fhirgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fhirgate.auth.devissuer import DevIssuer
+    from fhirgate.auth.tokens import TrustedIssuer
+    from fhirgate.remote.settings import UpstreamSettings
 
 DEFAULT_DATA_DIR = "./fhirgate-data"
 DEFAULT_RESOURCE_URL = "http://127.0.0.1:8765/mcp"
@@ -46,6 +51,8 @@ class Settings:
     extra: dict[str, Any] = field(default_factory=dict)
     # [policy] file: the governance policy (docs/policy.md), relative to the data directory; None = the default.
     policy_file: str | None = None
+    # [upstream]: a remote FHIR R4 server as the backend (docs/remote-fhir.md); None = the embedded store.
+    upstream: UpstreamSettings | None = None
 
 
 def _parse_settings(raw: dict[str, Any], source: Path) -> Settings:
@@ -83,7 +90,15 @@ def _parse_settings(raw: dict[str, Any], source: Path) -> Settings:
     policy_file = policy.get("file")
     if policy_file is not None and (not isinstance(policy_file, str) or not policy_file):
         raise fail("policy.file must be the path of a policy file (TOML; see `fhirgate policy show`)")
-    return Settings(resource_url.rstrip("/"), trust_dev, tuple(issuers), tuple(origins), raw, policy_file)
+    from fhirgate.remote.settings import parse_upstream
+
+    upstream = parse_upstream(raw.get("upstream"), fail)
+    return Settings(resource_url.rstrip("/"), trust_dev, tuple(issuers), tuple(origins), raw, policy_file, upstream)
+
+
+def parse_settings(raw: dict[str, Any], source: str) -> Settings:
+    """Validate fhirgate.toml content kept elsewhere than a file (a database); errors name `source`."""
+    return _parse_settings(raw, Path(source))
 
 
 class DataDir:
@@ -91,6 +106,21 @@ class DataDir:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser().resolve()
+
+    @property
+    def name(self) -> str:
+        """How messages name this location: the directory path."""
+        return str(self.path)
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in fhirgate.toml are relative to the data directory."""
+        return self.path
+
+    @property
+    def is_database(self) -> bool:
+        """A data directory keeps its state in local SQLite files."""
+        return False
 
     @property
     def store_path(self) -> Path:
@@ -137,6 +167,18 @@ class DataDir:
         parsed = _parse_settings(raw, self.settings_path)
         self.settings_path.write_text(tomli_w.dumps(raw), encoding="utf-8")
         return parsed
+
+    def dev_issuer(self) -> DevIssuer:
+        """The local development token issuer, its key pair kept in keys/ (created on first use)."""
+        from fhirgate.auth.devissuer import DevIssuer
+
+        return DevIssuer.load_or_create(self.keys_dir)
+
+    def dev_trusted_issuer(self) -> TrustedIssuer:
+        """The development issuer from the public JWKS in keys/ (what a server needs to verify its tokens)."""
+        from fhirgate.auth.devissuer import load_trusted_issuer
+
+        return load_trusted_issuer(self.keys_dir)
 
     def secret(self, name: str, nbytes: int = 32) -> bytes:
         """A named random secret kept in keys/ (created 0600 on first use)."""

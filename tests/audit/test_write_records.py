@@ -117,7 +117,7 @@ def entities(event: dict[str, Any], role: str) -> list[dict[str, Any]]:
 
 
 def test_kinds() -> None:
-    assert {"read", "query", "create", "update", "delete", "operation"} == BALP_KINDS
+    assert {"read", "vread", "history", "query", "create", "update", "delete", "operation"} == BALP_KINDS
 
 
 def test_records_without_the_new_fields_keep_their_exact_bytes() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,15 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp_support import principal
+from mcp_support import practice_data, principal
 
+from fhirgate.app import build_gateway
 from fhirgate.core.fhir.compartment import patients_of
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
+from fhirgate.location import open_location
 from fhirgate.service.gateway import Gateway
 from mcp import Client
+from pg_server import drop_schema, location_url, needs_postgres, scratch_schema
 
 REF = re.compile(r"\b(" + "|".join(SUPPORTED_TYPES) + r")/([A-Za-z0-9\-.]{1,64})")
 
@@ -36,6 +40,29 @@ class World:
     other_refs: tuple[tuple[str, str], ...]
     shared_refs: tuple[tuple[str, str], ...]
     foreign_cursor: str
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
+def practice(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, synthea_dir: Any
+) -> Iterator[Any]:
+    """The practice in a data directory, and the same practice in a PostgreSQL location (issue 8)."""
+    root = tmp_path_factory.mktemp("isolation")
+    if request.param == "sqlite":
+        yield practice_data.load_practice(root, synthea_dir)
+        return
+    schema = scratch_schema("fg_iso")
+    try:
+        yield practice_data.load_practice(root, synthea_dir, open_location(location_url(schema)))
+    finally:
+        drop_schema(schema)
+
+
+@pytest.fixture(scope="module")
+def gateway(practice: Any) -> Iterator[Gateway]:
+    gw = build_gateway(practice.data_dir, key=None)
+    yield gw
+    gw.close()
 
 
 @pytest.fixture(scope="module")

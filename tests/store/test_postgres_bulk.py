@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from postgres_support import ScratchPostgresStore, needs_postgres
+from postgres_support import ScratchPostgresStore
 
 from fhirgate.core.fhir.definitions import is_supported
 from fhirgate.core.fhir.search import parse_search
@@ -17,6 +17,7 @@ from fhirgate.errors import StoreError, ValidationFailed
 from fhirgate.ingest.payload import prepare_resource
 from fhirgate.store.contract import PreparedResource, PreparedWriter, StoredResource
 from fhirgate.store.postgres import PostgresStore
+from pg_server import needs_postgres
 
 pytestmark = needs_postgres
 

@@ -12,12 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from postgres_support import POSTGRES_URL, ScratchPostgresStore, needs_postgres
+from postgres_support import ScratchPostgresStore
 from psycopg import sql
 
 from fhirgate.errors import Conflict, InvalidInput, StoreError
 from fhirgate.store.contract import StoredResource
 from fhirgate.store.postgres import PostgresStore
+from pg_server import POSTGRES_URL, needs_postgres
 
 pytestmark = needs_postgres
 

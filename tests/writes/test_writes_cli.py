@@ -105,7 +105,7 @@ def test_verify_detects_tampering(data: Path, capsys: pytest.CaptureFixture[str]
 
 def test_missing_data_dir_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "approvals", "list", "--data", str(tmp_path / "absent"))
-    assert code == 1 and "no data directory" in err
+    assert code == 1 and "no store in" in err
     assert not (tmp_path / "absent").exists()
 
 

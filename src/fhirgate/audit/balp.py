@@ -40,7 +40,7 @@ from typing import IO, Any
 
 import orjson
 
-from fhirgate.audit.log import AuditEntry, AuditLog
+from fhirgate.audit.chain import AuditEntry, AuditStore
 from fhirgate.audit.record import AuditRecord
 
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
@@ -62,10 +62,12 @@ MAX_REFERENCES = 50
 # FHIR R4 AuditEvent.outcome (audit-event-outcome): 0 success, 4 minor failure, 8 serious failure.
 _OUTCOME = {"success": "0", "denied": "4", "not-found": "4", "invalid": "4", "error": "8"}
 # AuditEvent.action (audit-event-action) per record kind; BALP fixes it in each profile.
-_ACTION = {"read": "R", "query": "E", "create": "C", "update": "U", "delete": "D", "operation": "E"}
+_ACTION = {"read": "R", "vread": "R", "history": "R", "query": "E"}
+_ACTION |= {"create": "C", "update": "U", "delete": "D", "operation": "E"}
 # BALP profile per kind: (no patient, exactly one patient). Operations have none.
 _PROFILES = {
     "read": ("Read", "PatientRead"),
+    "vread": ("Read", "PatientRead"),  # BALP Read covers read and vread of one resource
     "query": ("Query", "PatientQuery"),
     "create": ("Create", "PatientCreate"),
     "update": ("Update", "PatientUpdate"),
@@ -78,6 +80,8 @@ _DESTINATION = (DCM, "110152", "Destination Role ID")
 # Update have the request flow to the server; Delete (BALP 1.1.x) types them Application and Custodian.
 _AGENT_TYPES: dict[str, tuple[tuple[str, str, str], tuple[str, str, str]]] = {
     "read": (_DESTINATION, _SOURCE),
+    "vread": (_DESTINATION, _SOURCE),
+    "history": (_DESTINATION, _SOURCE),
     "delete": ((DCM, "110150", "Application"), (PROVENANCE_PARTICIPANT, "custodian", "Custodian")),
 }
 
@@ -136,6 +140,8 @@ def _subtype(rec: AuditRecord) -> dict[str, str]:
     """The restful-interaction code: read, search-type/search-system, create, update, delete or operation."""
     if rec.balp_kind == "read":
         return _coding(RESTFUL, "read", "read")
+    if rec.balp_kind == "history":  # FHIR R4 restful-interaction#history-instance
+        return _coding(RESTFUL, "history-instance", "history-instance")
     if rec.balp_kind != "query":
         return _coding(RESTFUL, rec.balp_kind, rec.balp_kind)
     if rec.query and not rec.query.startswith("?"):
@@ -270,7 +276,7 @@ def _entities(entry: AuditEntry, patients: list[str]) -> list[dict[str, Any]]:
         )
     patient_refs = {f"Patient/{p}" for p in patients}
     data_refs = [r for r in rec.references if r not in patient_refs][:MAX_REFERENCES]
-    if (kind == "read" or kind in _WRITES) and not data_refs and rec.references:
+    if (kind in ("read", "vread", "history") or kind in _WRITES) and not data_refs and rec.references:
         # A Patient read or written: the patient itself is also the data entity BALP requires (1..1).
         data_refs = [rec.references[0]]
     for ref in data_refs:
@@ -320,7 +326,7 @@ def to_audit_events(
 
 
 def iter_audit_events(
-    log: AuditLog, *, since_seq: int = 0, per_patient: bool = False, **kwargs: Any
+    log: AuditStore, *, since_seq: int = 0, per_patient: bool = False, **kwargs: Any
 ) -> Iterator[dict[str, Any]]:
     """AuditEvents for every entry after since_seq, oldest first."""
     for entry in log.iter(since_seq):
@@ -328,7 +334,7 @@ def iter_audit_events(
 
 
 def export_fhir(
-    log: AuditLog,
+    log: AuditStore,
     out: IO[bytes],
     *,
     since_seq: int = 0,

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fhirgate.audit.log import AuditEntry, AuditLog
+from fhirgate.audit.chain import AuditEntry, AuditStore
 from fhirgate.audit.record import AuditRecord
 from fhirgate.errors import InvalidInput
 
@@ -183,7 +183,7 @@ def describe(record: AuditRecord) -> tuple[str, tuple[str, ...]]:
     return text, ordered
 
 
-def _entries(log: AuditLog, patient_id: str) -> Iterator[AuditEntry]:
+def _entries(log: AuditStore, patient_id: str) -> Iterator[AuditEntry]:
     """Entries that may name the patient: a cheap text test on the stored JSON before parsing."""
     needle = f'"{patient_id}"'
     for seq, prev, hash_, text in log.raw_rows():
@@ -192,7 +192,7 @@ def _entries(log: AuditLog, patient_id: str) -> Iterator[AuditEntry]:
 
 
 def disclosures(
-    log: AuditLog,
+    log: AuditStore,
     patient_id: str,
     since: dt.date | str | None = None,
     until: dt.date | str | None = None,
@@ -233,7 +233,7 @@ def disclosures(
 
 
 def audit_events(
-    log: AuditLog,
+    log: AuditStore,
     patient_id: str,
     since: dt.date | str | None = None,
     until: dt.date | str | None = None,
@@ -268,7 +268,7 @@ def audit_events(
 
 
 def accounting(
-    log: AuditLog,
+    log: AuditStore,
     patient_id: str,
     since: dt.date | str | None = None,
     until: dt.date | str | None = None,

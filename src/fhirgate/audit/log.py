@@ -19,25 +19,22 @@ loss with synchronous=NORMAL, makes verification report the lost records (as tru
 rather than hiding them.
 
 Appends take `BEGIN IMMEDIATE`, so several processes may append to one chain; any failure raises
-AuditError and the request being recorded must fail with it.
+AuditError and the request being recorded must fail with it. The chain arithmetic is shared with the
+PostgreSQL log (audit/chain.py, audit/pg_log.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import os
-import re
 import secrets
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import apsw
 
+from fhirgate.audit.chain import ANCHOR_LEN, AuditEntry, ChainKey, ChainReader, HeadAnchor, check_chain_key
 from fhirgate.audit.record import AuditRecord
 from fhirgate.database import open_sqlite
 from fhirgate.errors import AuditError, StoreError
@@ -59,30 +56,10 @@ TRIGGERS: dict[str, str] = {
     for table in ("audit_log", "audit_meta")
     for op in ("UPDATE", "DELETE")
 }
-_ANCHOR_LEN = 20 + 1 + 64 + 1 + 64 + 1
-_ANCHOR_RE = re.compile(rb"(\d{20}) ([0-9a-f]{64}) ([0-9a-f]{64})\n")
-_BATCH = 1000
+__all__ = ["TRIGGERS", "AuditEntry", "AuditLog", "HeadAnchor"]
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One stored record with its place in the chain."""
-
-    seq: int
-    prev_hash: str
-    hash: str
-    record: AuditRecord
-
-
-@dataclass(frozen=True, slots=True)
-class HeadAnchor:
-    """The last appended (seq, hash) as written to the anchor file, MAC-checked."""
-
-    seq: int
-    hash: str
-
-
-class AuditLog:
+class AuditLog(ChainReader):
     """An append-only hash-chained audit log in its own (optionally encrypted) SQLite database."""
 
     def __init__(
@@ -94,11 +71,9 @@ class AuditLog:
         head_path: Path | None = None,
         durable: bool = False,
     ) -> None:
-        if not isinstance(chain_key, bytes) or len(chain_key) < 16:
-            raise AuditError("chain_key must be at least 16 bytes")
+        self._key = check_chain_key(chain_key)
         self.path = Path(path)
         self.head_path = Path(head_path) if head_path else self.path.with_suffix(".head")
-        self._key = chain_key
         self._durable = durable
         self._lock = threading.Lock()
         self._closed = False
@@ -111,27 +86,17 @@ class AuditLog:
             raise AuditError(f"audit log unavailable: {exc.message}") from None
         except apsw.Error as exc:
             raise AuditError(f"audit log unavailable: {type(exc).__name__}") from None
-        self.genesis = self._mac(b"genesis")
-        if not hmac.compare_digest(self._meta("key_check"), self._mac(b"key-check")):
+        self._chain = ChainKey(self._key, self.chain_id)
+        self.genesis = self._chain.genesis
+        try:
+            self._chain.require_key_check(self._meta("key_check"))
+        except AuditError:
             self._conn.close()
-            raise AuditError("the chain key does not match this audit log (keys/ replaced?)")
-
-    # -- chain arithmetic -------------------------------------------------------------------
-
-    def _mac(self, label: bytes, *parts: bytes) -> str:
-        msg = b"fhirgate-audit|" + label + b"|" + self.chain_id.encode() + b"".join(b"|" + p for p in parts)
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+            raise
 
     def chain_hash(self, prev_hash: str, seq: int, record_json: bytes) -> str:
         """HMAC-SHA256(chain_key, prev_hash || seq || record JSON), hex; fixed-width fields keep it unambiguous."""
-        try:
-            prev = bytes.fromhex(prev_hash)
-            seq_bytes = seq.to_bytes(8, "big", signed=True)
-        except (ValueError, OverflowError, TypeError):
-            return ""
-        if len(prev) != 32:
-            return ""
-        return hmac.new(self._key, prev + seq_bytes + record_json, hashlib.sha256).hexdigest()
+        return self._chain.chain_hash(prev_hash, seq, record_json)
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -151,7 +116,7 @@ class AuditLog:
                 self.chain_id = chain_id
                 conn.execute(
                     "INSERT INTO audit_meta(name, value) VALUES ('chain_id', ?), ('key_check', ?)",
-                    (chain_id, self._mac(b"key-check")),
+                    (chain_id, ChainKey(self._key, chain_id).key_check()),
                 )
             else:
                 chain_id = str(row[0])
@@ -176,10 +141,6 @@ class AuditLog:
 
     # -- head anchor -------------------------------------------------------------------------
 
-    def _anchor_line(self, seq: int, hash_: str) -> bytes:
-        mac = self._mac(b"head", str(seq).encode(), hash_.encode())
-        return f"{seq:020d} {hash_} {mac}\n".encode()
-
     def _open_anchor(self) -> int:
         return os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o600)
 
@@ -191,19 +152,14 @@ class AuditLog:
             return None
         except OSError as exc:
             raise AuditError(f"head anchor {self.head_path.name} unreadable: {exc.strerror}") from None
-        return self._parse_anchor(data)
+        return self._chain.parse_anchor(data, self.head_path.name)
 
-    def _parse_anchor(self, data: bytes) -> HeadAnchor | None:
-        if not data:
-            return None
-        match = _ANCHOR_RE.fullmatch(data)
-        if match is None:
-            raise AuditError(f"head anchor {self.head_path.name} is malformed")
-        seq, hash_ = int(match[1]), match[2].decode()
-        expected = self._mac(b"head", str(seq).encode(), hash_.encode())
-        if not hmac.compare_digest(match[3].decode(), expected):
-            raise AuditError(f"head anchor {self.head_path.name} has a bad MAC (forged or wrong key)")
-        return HeadAnchor(seq, hash_)
+    def head_line(self) -> str:
+        """The MAC'd head anchor line (`seq hash mac`) to copy off-host; AuditError when none is valid."""
+        anchor = self.read_anchor()
+        if anchor is None:
+            raise AuditError(f"head anchor {self.head_path.name} is missing")
+        return self._chain.anchor_line(anchor.seq, anchor.hash).decode().rstrip("\n")
 
     def _write_anchor(self, fd: int, line: bytes) -> None:
         os.pwrite(fd, line, 0)
@@ -229,14 +185,14 @@ class AuditLog:
                 fd = self._open_anchor()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    old_anchor = os.pread(fd, _ANCHOR_LEN + 1, 0)
+                    old_anchor = os.pread(fd, ANCHOR_LEN + 1, 0)
                     seq, prev = self._next_link(old_anchor)
                     digest = self.chain_hash(prev, seq, data)
                     conn.execute(
                         "INSERT INTO audit_log(seq, prev_hash, hash, record) VALUES (?, ?, ?, ?)",
                         (seq, prev, digest, data.decode()),
                     )
-                    self._write_anchor(fd, self._anchor_line(seq, digest))
+                    self._write_anchor(fd, self._chain.anchor_line(seq, digest))
                     anchor_written = True
                     conn.execute("COMMIT")
                 except BaseException:
@@ -259,29 +215,13 @@ class AuditLog:
 
     def _next_link(self, anchor_bytes: bytes) -> tuple[int, str]:
         """The seq and prev_hash for the next record, trusting the MAC'd anchor over the database."""
-        anchor = self._parse_anchor(anchor_bytes)
+        where = self.head_path.name
+        anchor = self._chain.parse_anchor(anchor_bytes, where)
         row = self._conn.execute(
             "SELECT seq, hash, prev_hash, record FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         counter = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='audit_log'").fetchone()
-        db_seq = int(row[0]) if row else 0
-        counter_seq = int(counter[0]) if counter else 0
-        if anchor is None:
-            if db_seq or counter_seq:
-                raise AuditError(
-                    f"head anchor {self.head_path.name} is missing for a non-empty audit log; "
-                    "run audit verify, then reanchor"
-                )
-            return 1, self.genesis
-        head = max(db_seq, counter_seq, anchor.seq)
-        if anchor.seq == head:
-            return head + 1, anchor.hash
-        if row is not None and db_seq == head:
-            # Rows beyond the anchor were not written by an appender holding the key unless they verify.
-            if self.chain_hash(str(row[2]), db_seq, str(row[3]).encode()) != str(row[1]):
-                raise AuditError("audit log head was altered after the last anchor; run audit verify")
-            return head + 1, str(row[1])
-        return head + 1, anchor.hash
+        return self._chain.next_link(anchor, row, where, int(counter[0]) if counter else 0)
 
     def reanchor(self) -> int:
         """Operator action after a reviewed verify: point the head anchor at the current last record."""
@@ -293,7 +233,7 @@ class AuditLog:
                 try:
                     row = self._conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
                     seq, hash_ = (int(row[0]), str(row[1])) if row else (0, self.genesis)
-                    self._write_anchor(fd, self._anchor_line(seq, hash_))
+                    self._write_anchor(fd, self._chain.anchor_line(seq, hash_))
                 finally:
                     self._conn.execute("COMMIT")
             except (apsw.Error, OSError) as exc:
@@ -315,36 +255,6 @@ class AuditLog:
                 return [tuple(r) for r in self._conn.execute(sql, params).fetchall()]
             except apsw.Error as exc:
                 raise AuditError(f"audit log read failed: {type(exc).__name__}") from None
-
-    def raw_rows(self, since_seq: int = 0, until_seq: int | None = None) -> Iterator[tuple[Any, ...]]:
-        """(seq, prev_hash, hash, record text) rows in seq order, as stored, read in batches."""
-        last = since_seq
-        upper = until_seq if until_seq is not None else 2**63 - 1
-        while True:
-            rows = self._query(
-                "SELECT seq, prev_hash, hash, record FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                (last, upper, _BATCH),
-            )
-            yield from rows
-            if len(rows) < _BATCH:
-                return
-            last = int(rows[-1][0])
-
-    def iter(self, since_seq: int = 0) -> Iterator[AuditEntry]:
-        """Entries with seq greater than since_seq, oldest first."""
-        for seq, prev, hash_, text in self.raw_rows(since_seq):
-            yield AuditEntry(int(seq), str(prev), str(hash_), _parse(text, seq))
-
-    def tail(self, n: int = 20) -> list[AuditEntry]:
-        """The last n entries, oldest first."""
-        if not isinstance(n, int) or n < 0:
-            raise AuditError("tail: n must be a non-negative integer")
-        rows = self._query("SELECT seq, prev_hash, hash, record FROM audit_log ORDER BY seq DESC LIMIT ?", (n,))
-        return [AuditEntry(int(s), str(p), str(h), _parse(t, s)) for s, p, h, t in reversed(rows)]
-
-    def count(self) -> int:
-        """Number of records stored."""
-        return int(self._query("SELECT count(*) FROM audit_log")[0][0])
 
     def snapshot_head(self) -> tuple[int, int, HeadAnchor | AuditError | None]:
         """(max seq, AUTOINCREMENT counter, anchor or the error reading it), read under the write lock
@@ -380,10 +290,3 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _parse(text: Any, seq: Any) -> AuditRecord:
-    try:
-        return AuditRecord.from_row(str(text))
-    except AuditError:
-        raise AuditError(f"audit record seq {int(seq)} is malformed; run audit verify") from None

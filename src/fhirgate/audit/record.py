@@ -30,7 +30,8 @@ TRANSPORTS: frozenset[str] = frozenset({"http", "stdio", "cli", "in-memory"})
 OUTCOMES: frozenset[str] = frozenset({"success", "denied", "not-found", "invalid", "error"})
 # "operation": a proposal, an approval or a rejection (FHIR restful-interaction#operation), not a RESTful
 # create/update/delete of a resource.
-BALP_KINDS: frozenset[str] = frozenset({"read", "query", "create", "update", "delete", "operation"})
+# "vread" and "history": FHIR R4 §3.1.0.3 vread and §3.1.0.4 history-instance of the REST API (fhirapi).
+BALP_KINDS: frozenset[str] = frozenset({"read", "vread", "history", "query", "create", "update", "delete", "operation"})
 
 # FHIR R4 instant (§2.24.0.1 Primitive Types), restricted here to UTC with milliseconds.
 _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import NamedTuple
 
-from fhirgate.audit.log import AuditLog, HeadAnchor
+from fhirgate.audit.chain import AuditStore, HeadAnchor
 from fhirgate.errors import AuditError
 
 # Re-order detection tries each failing row at other candidate positions: bound the work.
@@ -71,7 +71,7 @@ def _span(first: int, last: int) -> str:
     return f"record {first}" if first == last else f"records {first}..{last}"
 
 
-def verify(log: AuditLog) -> VerifyReport:
+def verify(log: AuditStore) -> VerifyReport:
     """Check the whole chain of `log` and report every problem found, each naming the record(s)."""
     max_seq, counter, anchor_or_error = log.snapshot_head()
     report = VerifyReport(head_seq=max_seq)
@@ -115,7 +115,7 @@ def verify(log: AuditLog) -> VerifyReport:
 
 
 def _classify_failures(
-    log: AuditLog,
+    log: AuditStore,
     rows: list[_Row],
     by_seq: dict[int, _Row],
     by_hash: dict[str, list[int]],
@@ -157,7 +157,7 @@ def _classify_failures(
 
 
 def _check_gaps_and_links(
-    log: AuditLog,
+    log: AuditStore,
     rows: list[_Row],
     by_hash: dict[str, list[int]],
     anchor: HeadAnchor | None,

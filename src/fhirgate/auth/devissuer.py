@@ -89,16 +89,30 @@ def _write_private(path: Path, pem: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def new_private_pem() -> bytes:
+    """A fresh EC P-256 private key as unencrypted PKCS#8 PEM (the dev issuer's key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _parse_private(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: not a PEM private key") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ConfigError(f"{where}: the dev issuer key must be an EC P-256 key")
+    return key
+
+
 def _load_private(path: Path) -> ec.EllipticCurvePrivateKey:
     if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise ConfigError(f"{path}: the dev issuer private key must not be readable by others (chmod 600)")
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a PEM private key") from exc
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise ConfigError(f"{path}: the dev issuer key must be an EC P-256 key")
-    return key
+    return _parse_private(path.read_bytes(), str(path))
 
 
 def _trusted_from_jwks(jwks: dict[str, Any]) -> TrustedIssuer:
@@ -139,15 +153,9 @@ class DevIssuer:
             keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             path = keys_dir / PRIVATE_KEY_FILE
             if not path.exists():
-                key = ec.generate_private_key(ec.SECP256R1())
-                pem = key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
                 # Losing a creation race is fine: load the winner's key below.
                 with contextlib.suppress(FileExistsError):
-                    _write_private(path, pem)
+                    _write_private(path, new_private_pem())
             issuer = cls(_load_private(path))
             jwks_path = keys_dir / JWKS_FILE
             text = json.dumps(issuer.jwks(), indent=2) + "\n"
@@ -158,6 +166,11 @@ class DevIssuer:
         except OSError as exc:
             raise ConfigError(f"{keys_dir}: cannot create or read the dev issuer keys ({exc.strerror})") from exc
         return issuer
+
+    @classmethod
+    def from_pem(cls, pem: bytes, where: str) -> DevIssuer:
+        """The issuer of a private key kept elsewhere than keys/ (a database); errors name `where`."""
+        return cls(_parse_private(pem, where))
 
     @property
     def kid(self) -> str:

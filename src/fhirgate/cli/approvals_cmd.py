@@ -16,16 +16,16 @@ from typing import Any
 
 import orjson
 
-from fhirgate.audit.log import AuditLog
-from fhirgate.config import DataDir
 from fhirgate.core.writes.diff import diff_resources, render_diff
 from fhirgate.core.writes.proposal import STATUSES, Proposal
 from fhirgate.database import resolve_key
 from fhirgate.errors import AccessDenied, ConfigError, Conflict
+from fhirgate.location import open_location
+from fhirgate.location.backends import open_audit, open_proposals
 from fhirgate.service.approvals import ApprovalDesk
 from fhirgate.service.auditing import AuditWriter
 from fhirgate.store.factory import open_store as open_fhir_store
-from fhirgate.writes.approvals import ProposalStore, open_proposals
+from fhirgate.writes.proposal_rules import Proposals
 
 AddData = Callable[[argparse.ArgumentParser], None]
 
@@ -69,12 +69,12 @@ def register(sub: Any, add_data: AddData) -> None:
     verify.set_defaults(handler=cmd_verify)
 
 
-def open_store(args: argparse.Namespace) -> ProposalStore:
-    """The data directory's proposal store; the directory must exist."""
-    data_dir = DataDir(args.data)
-    if not data_dir.path.is_dir():
-        raise ConfigError(f"no data directory at {data_dir.path}")
-    return open_proposals(data_dir, key=resolve_key(args.key_file))
+def open_store(args: argparse.Namespace) -> Proposals:
+    """The location's proposal store; a FHIR store must exist there (approving writes to it)."""
+    location = open_location(args.data)
+    if not location.exists():
+        raise ConfigError(f"no store in {location.name}")
+    return open_proposals(location, key=resolve_key(args.key_file))
 
 
 def _summary(p: Proposal) -> dict[str, Any]:
@@ -135,11 +135,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, approve: bool) -> int:
-    data_dir = DataDir(args.data)
+    data_dir = open_location(args.data)
     key = resolve_key(args.key_file)
     with open_store(args) as proposals:
         store = open_fhir_store(data_dir, key=key, create=False)
-        audit = AuditLog(data_dir.audit_path, key=key, chain_key=data_dir.secret("audit-chain"))
+        audit = open_audit(data_dir, key=key)
         try:
             desk = ApprovalDesk(store, proposals, AuditWriter(audit))
             try:

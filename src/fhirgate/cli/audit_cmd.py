@@ -1,4 +1,4 @@
-"""`fhirgate audit verify|tail|export|disclosures`: prove the audit chain intact, read it, and account for it."""
+"""`fhirgate audit verify|tail|head|export|disclosures`: prove the audit chain intact, read it, and account for it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fhirgate.config import DataDir
 from fhirgate.database import resolve_key
 from fhirgate.errors import ConfigError
+from fhirgate.location import open_location
 
 AddData = Callable[[argparse.ArgumentParser], None]
 
@@ -31,6 +31,10 @@ def register(sub: Any, add_data: AddData) -> None:
     t.add_argument("-n", type=int, default=20, help="how many records (default 20)")
     t.add_argument("--json", action="store_true", help="one JSON record per line")
     t.set_defaults(handler=cmd_tail)
+
+    h = verbs.add_parser("head", help="print the MAC'd head anchor line, to keep a copy off-host")
+    add_data(h)
+    h.set_defaults(handler=cmd_head)
 
     e = verbs.add_parser("export", help="export audit records (FHIR AuditEvent per IHE BALP, or raw JSON)")
     add_data(e)
@@ -52,12 +56,12 @@ def register(sub: Any, add_data: AddData) -> None:
 
 def open_audit_log(args: argparse.Namespace) -> Any:
     """The data directory's audit log (read for verification and export)."""
-    from fhirgate.audit.log import AuditLog
+    from fhirgate.location.backends import audit_exists, open_audit
 
-    data_dir = DataDir(args.data)
-    if not data_dir.audit_path.exists():
-        raise ConfigError(f"no audit log in {data_dir.path}")
-    return AuditLog(data_dir.audit_path, key=resolve_key(args.key_file), chain_key=data_dir.secret("audit-chain"))
+    location = open_location(args.data)
+    if not audit_exists(location):
+        raise ConfigError(f"no audit log in {location.name}")
+    return open_audit(location, key=resolve_key(args.key_file))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -76,6 +80,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", file=sys.stderr)
     return 4
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    """Print `seq hash mac` of the newest record: a copy kept elsewhere detects a later truncation."""
+    log = open_audit_log(args)
+    try:
+        print(log.head_line())
+    finally:
+        log.close()
+    return 0
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

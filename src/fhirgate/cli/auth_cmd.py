@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from fhirgate.config import DataDir
+from fhirgate.location import open_location
 
 AddData = Callable[[argparse.ArgumentParser], None]
 
@@ -35,11 +35,11 @@ def register(sub: Any, add_data: AddData) -> None:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Mint and print a token; warn on stderr when the data directory would not trust it."""
-    from fhirgate.auth.devissuer import DevIssuer, parse_ttl
+    from fhirgate.auth.devissuer import parse_ttl
     from fhirgate.core.policy.scopes import ScopeSet
     from fhirgate.errors import InvalidInput
 
-    data_dir = DataDir(args.data).ensure()
+    data_dir = open_location(args.data).ensure()
     settings = data_dir.settings()
     scopes = ScopeSet.parse(args.scope)
     if scopes.rejected:
@@ -49,7 +49,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         )
     if scopes.has_context("patient") and not args.patient:
         raise InvalidInput("--patient", "patient/ scopes need a patient in context", "--patient ID")
-    issuer = DevIssuer.load_or_create(data_dir.keys_dir)
+    issuer = data_dir.dev_issuer()
     token = issuer.mint(
         scope=args.scope,
         audience=args.audience or settings.resource_url,

@@ -48,13 +48,13 @@ def register(sub: Any, add_data: AddData) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from fhirgate.config import DataDir
+    from fhirgate.location import open_location
 
-    data_dir = DataDir(args.data)
-    if not data_dir.store_path.exists():
+    data_dir = open_location(args.data)
+    if not data_dir.exists():
         from fhirgate.terminology.lookup import Terminology
 
-        print(f"fhirgate: note: no store in {data_dir.path}: ICD-10-CM and curated synonyms only", file=sys.stderr)
+        print(f"fhirgate: note: no store in {data_dir.name}: ICD-10-CM and curated synonyms only", file=sys.stderr)
         result = Terminology().lookup(text=args.text, code=args.code, system=args.system, limit=args.limit)
         return result.to_dict()
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fhirgate.cli import connect
-from fhirgate.config import DataDir
 from fhirgate.errors import InvalidInput
+from fhirgate.location import Location, open_location
 
 AddData = Callable[[argparse.ArgumentParser], None]
 CLIENTS = ("claude-desktop", "claude-code", "cursor")
@@ -39,12 +39,12 @@ def register(sub: Any, add_data: AddData) -> None:
     p.set_defaults(handler=cmd_config)
 
 
-def _token(args: argparse.Namespace, data_dir: DataDir, audience: str) -> str | None:
+def _token(args: argparse.Namespace, data_dir: Location, audience: str) -> str | None:
     if args.token:
         return str(args.token)
     if not args.mint_scope:
         return None
-    from fhirgate.auth.devissuer import DevIssuer, parse_ttl
+    from fhirgate.auth.devissuer import parse_ttl
     from fhirgate.core.policy.scopes import ScopeSet
 
     scopes = ScopeSet.parse(args.mint_scope)
@@ -55,7 +55,7 @@ def _token(args: argparse.Namespace, data_dir: DataDir, audience: str) -> str | 
         raise InvalidInput("--patient", "patient/ scopes need a patient in context", "--patient ID")
     if not data_dir.settings().trust_dev_issuer:
         print("warning: this data directory does not trust the development issuer", file=sys.stderr)
-    return DevIssuer.load_or_create(data_dir.keys_dir).mint(
+    return data_dir.dev_issuer().mint(
         scope=args.mint_scope,
         audience=audience,
         patient=args.patient,
@@ -66,7 +66,7 @@ def _token(args: argparse.Namespace, data_dir: DataDir, audience: str) -> str | 
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the chosen client's settings."""
-    data_dir = DataDir(args.data)
+    data_dir = open_location(args.data)
     settings = data_dir.settings()
     token = _token(args, data_dir, settings.resource_url)
     if args.client == "claude-desktop":

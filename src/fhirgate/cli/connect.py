@@ -12,7 +12,7 @@ import shutil
 import sys
 from typing import Any
 
-from fhirgate.config import DataDir
+from fhirgate.location import Location
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 # Shell expression for the token in printed commands; a JWT is safe inside double quotes.
@@ -25,9 +25,9 @@ def fhirgate_executable() -> str:
     return beside if os.path.exists(beside) else shutil.which("fhirgate") or beside
 
 
-def stdio_server(data_dir: DataDir, *, token: str | None = None, profile: str | None = None) -> dict[str, Any]:
+def stdio_server(data_dir: Location, *, token: str | None = None, profile: str | None = None) -> dict[str, Any]:
     """One stdio server entry: command, args and env (the token travels in env, never in args)."""
-    args = ["serve", "--stdio", "--data", str(data_dir.path)]
+    args = ["serve", "--stdio", "--data", data_dir.name]
     if profile:
         args += ["--profile", profile]
     entry: dict[str, Any] = {"command": fhirgate_executable(), "args": args}
@@ -36,7 +36,7 @@ def stdio_server(data_dir: DataDir, *, token: str | None = None, profile: str | 
     return entry
 
 
-def claude_desktop(data_dir: DataDir, *, token: str | None = None, profile: str | None = None) -> str:
+def claude_desktop(data_dir: Location, *, token: str | None = None, profile: str | None = None) -> str:
     """claude_desktop_config.json content with one `fhirgate` stdio server."""
     return json.dumps({"mcpServers": {"fhirgate": stdio_server(data_dir, token=token, profile=profile)}}, indent=2)
 
@@ -58,7 +58,7 @@ def inspector(url: str, bearer: str = TOKEN_FROM_ENV) -> str:
     return f'npx {INSPECTOR} --cli {url} --header "Authorization: Bearer {bearer}" --method tools/list'
 
 
-def connection_help(data_dir: DataDir, url: str, token: str) -> str:
+def connection_help(data_dir: Location, url: str, token: str) -> str:
     """What `fhirgate demo` prints: the endpoint, the token once, then each client's settings."""
     return "\n".join(
         [

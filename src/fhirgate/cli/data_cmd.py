@@ -9,9 +9,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fhirgate.config import DataDir
 from fhirgate.database import resolve_key
 from fhirgate.errors import InvalidInput
+from fhirgate.location import open_location
 
 AddData = Callable[[argparse.ArgumentParser], None]
 
@@ -62,7 +62,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise InvalidInput("PATH", f"not found: {', '.join(missing)}")
-    store = open_store(DataDir(args.data), key=_key(args))
+    store = open_store(open_location(args.data), key=_key(args))
     try:
         summary = load_paths(
             store, paths, validation=args.validation, progress=not args.no_progress and sys.stderr.isatty()
@@ -78,7 +78,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from fhirgate.store.export import export_ndjson
     from fhirgate.store.factory import open_store
 
-    store = open_store(DataDir(args.data), key=_key(args), create=False)
+    store = open_store(open_location(args.data), key=_key(args), create=False)
     try:
         written = export_ndjson(store, Path(args.out), types=args.types)
     finally:
@@ -107,7 +107,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
     if not 1 <= args.patients <= 1_000_000:
         raise InvalidInput("--patients", f"{args.patients} is out of range", "1..1000000")
-    data_dir = DataDir(args.data).ensure()
+    data_dir = open_location(args.data).ensure()
     store = open_store(data_dir, key=_key(args))
     try:
         summary = write_practice(
@@ -121,13 +121,11 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         store.close()
     # A demo is a development set-up: its data directory trusts the local dev issuer (see docs/deployment.md),
     # whose keys are created now so that `serve` works before the first `token`.
-    from fhirgate.auth.devissuer import DevIssuer
-
-    DevIssuer.load_or_create(data_dir.keys_dir)
+    data_dir.dev_issuer()
     data_dir.update_settings("auth", {"trust_dev_issuer": True})
     total = sum(summary.counts.values())
-    print(f"demo practice: {args.patients} patients, {total} resources in {data_dir.path}")
+    print(f"demo practice: {args.patients} patients, {total} resources in {data_dir.name}")
     for resource_type, count in sorted(summary.counts.items()):
         print(f"  {resource_type:<22}{count:>9}")
-    print("this data directory trusts the local development token issuer (fhirgate token)")
+    print("this location trusts the local development token issuer (fhirgate token)")
     return 0

@@ -30,8 +30,9 @@ def _data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         default=DEFAULT_DATA_DIR,
-        metavar="DIR",
-        help=f"data directory holding the store, audit log and keys (default: {DEFAULT_DATA_DIR})",
+        metavar="DIR|URL",
+        help="where the store, audit log, settings and keys live: a data directory (SQLite files; default: "
+        f"{DEFAULT_DATA_DIR}) or a PostgreSQL URL postgresql://USER@HOST/DB[?schema=NAME] (docs/postgres.md)",
     )
     parser.add_argument(
         "--key-file",

@@ -100,11 +100,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
 
     from fhirgate.app import build_gateway
-    from fhirgate.config import DataDir
     from fhirgate.database import resolve_key
+    from fhirgate.location import open_location
     from fhirgate.service.context import RequestContext
 
-    data_dir = DataDir(args.data)
+    data_dir = open_location(args.data)
     principal = _principal(args, data_dir)
     gateway = build_gateway(data_dir, key=resolve_key(args.key_file))
     try:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from fhirgate.cli import connect
-from fhirgate.config import DataDir
 from fhirgate.database import resolve_key
 from fhirgate.errors import InvalidInput
+from fhirgate.location import open_location
 
 AddData = Callable[[argparse.ArgumentParser], None]
 DEFAULT_HTTP = "127.0.0.1:8765"
@@ -35,6 +35,25 @@ def register(sub: Any, add_data: AddData) -> None:
         action="store_true",
         help="turn the write tools on (read-only by default); each write is a proposal the user confirms or "
         "another human approves, and only for the types a role's write_types allow",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP: N server processes behind the one port (default 1); more than one needs the policy's "
+        "[rate_limits] redis_url so the workers share rate limits",
+    )
+    p.add_argument(
+        "--fhir-base",
+        metavar="URL",
+        help="serve an upstream FHIR R4 server instead of the embedded store (overrides fhirgate.toml [upstream] "
+        "base_url; auth from [upstream]); read-only: analytics and write tools are not available",
+    )
+    p.add_argument(
+        "--fhir-api",
+        action="store_true",
+        help="HTTP: also serve the store as a FHIR R4 REST API at /fhir, under the same tokens, policy and audit",
     )
     p.set_defaults(handler=cmd_serve)
 
@@ -62,11 +81,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     from fhirgate import app
 
-    data_dir = DataDir(args.data)
+    data_dir = open_location(args.data)
     key = resolve_key(args.key_file)
     if args.stdio:
         if args.certfile or args.keyfile:
             raise InvalidInput("--certfile", "TLS applies to --http only")
+        if getattr(args, "fhir_api", False):
+            raise InvalidInput("--fhir-api", "the FHIR API is served over HTTP only", "serve --http --fhir-api")
+        if args.workers != 1:
+            raise InvalidInput("--workers", "several workers apply to --http only")
         token = args.token or os.environ.get("FHIRGATE_TOKEN")
         app.run_stdio(
             data_dir,
@@ -75,12 +98,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             profile=args.profile,
             policy_file=args.policy,
             allow_writes=args.allow_writes,
+            fhir_base=getattr(args, "fhir_base", None),
         )
         return 0
     if args.token or args.profile:
         raise InvalidInput("--token", "--token and --profile are for --stdio; HTTP clients send bearer tokens")
     if bool(args.certfile) != bool(args.keyfile):
         raise InvalidInput("--certfile", "give both --certfile and --keyfile for HTTPS")
+    if args.workers < 1:
+        raise InvalidInput("--workers", f"{args.workers} is not a number of processes", "e.g. --workers 2")
     host, port = parse_host_port(args.http or DEFAULT_HTTP)
     app.run_http(
         data_dir,
@@ -91,16 +117,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keyfile=args.keyfile,
         policy_file=args.policy,
         allow_writes=args.allow_writes,
+        workers=args.workers,
+        key_file=args.key_file,
+        fhir_base=getattr(args, "fhir_base", None),
+        fhir_api=getattr(args, "fhir_api", False),
     )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The one-command demo: data (first run only), a token, connection help, then the HTTP server."""
-    from fhirgate.auth.devissuer import DevIssuer
     from fhirgate.cli.data_cmd import cmd_demo_data
 
-    data_dir = DataDir(args.data)
+    data_dir = open_location(args.data)
     if not data_dir.exists():
         ns = argparse.Namespace(
             data=args.data,
@@ -116,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host, port = parse_host_port(args.http)
     url = f"http://{host}:{port}/mcp"
     data_dir.update_settings("server", {"resource_url": url})
-    token = DevIssuer.load_or_create(data_dir.keys_dir).mint(
+    token = data_dir.dev_issuer().mint(
         scope="openid fhirUser user/*.rs", audience=url, subject="demo-user", ttl_seconds=8 * 3600
     )
     print(connect.connection_help(data_dir, url, token))
@@ -133,5 +162,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         keyfile=None,
         policy=None,
         allow_writes=False,
+        workers=1,
     )
     return cmd_serve(ns)

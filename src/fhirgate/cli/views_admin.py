@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from fhirgate.config import DataDir
 from fhirgate.database import resolve_key
 from fhirgate.errors import ConfigError, InvalidInput
+from fhirgate.location import open_location
 
 AddData = Callable[[argparse.ArgumentParser], None]
 
@@ -47,7 +47,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     from fhirgate.analytics.views.maintenance import PracticeViews
     from fhirgate.store.factory import open_store
 
-    store = open_store(DataDir(args.data), key=resolve_key(args.key_file), create=False)
+    store = open_store(open_location(args.data), key=resolve_key(args.key_file), create=False)
     views = getattr(store, "derived", None)
     if not isinstance(views, PracticeViews) or not hasattr(store, "run_write"):
         store.close()

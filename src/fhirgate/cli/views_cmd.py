@@ -69,11 +69,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows = run_view(view, read_resources(Path(args.resources)), force_fallback=args.fallback)
         write_rows(rows, view.column_names, args.format, sys.stdout)
         return 0
-    from fhirgate.config import DataDir
     from fhirgate.database import resolve_key
+    from fhirgate.location import open_location
     from fhirgate.store.factory import open_store
 
-    store = open_store(DataDir(args.data), key=resolve_key(args.key_file), create=False)
+    store = open_store(open_location(args.data), key=resolve_key(args.key_file), create=False)
     try:
         bodies = (stored.body for stored in store.iter_type(view.resource))
         write_rows(run_view(view, bodies, force_fallback=args.fallback), view.column_names, args.format, sys.stdout)

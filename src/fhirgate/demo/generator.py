@@ -220,6 +220,9 @@ def write_practice(
     finally:
         if bar is not None:
             bar.stop()
+    refresh = getattr(store, "refresh_statistics", None)  # a server store's planner statistics (PostgreSQL)
+    if callable(refresh):
+        refresh()
     gen.summary.counts = dict(sorted(counts.items()))
     gen.summary.security_labels = dict(sorted(labels.items()))
     gen.summary.seconds = round(time.perf_counter() - began, 3)

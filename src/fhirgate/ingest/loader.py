@@ -40,6 +40,7 @@ from fhirgate.ingest.report import EventHandler, LoadEvent, LoadSummary, Rejecti
 from fhirgate.ingest.sources import FIRST_PREFIXES, discover, is_ndjson, iter_ndjson, parse_json, read_bytes
 from fhirgate.ingest.workers import FilePool, FileResult, ModelVerdicts
 from fhirgate.store.contract import FhirStore, PreparedWriter
+from fhirgate.store.factory import store_address
 
 # Standalone resources (single-resource files, NDJSON lines) are written in batches of this size.
 BATCH_SIZE = 2000
@@ -358,9 +359,7 @@ def load_paths(
             stack.enter_context(initial_load())
         pool: FilePool | None = None
         if workers > 0 and (prepared or validation == "full") and len(files) > first:
-            reopen = getattr(store, "reopen_args", None)
-            store_path, key = reopen() if reopen is not None else (None, None)
-            pool = FilePool(workers, validation, prepare=prepared, store_path=store_path, key=key)
+            pool = FilePool(workers, validation, prepare=prepared, store=store_address(store))
             stack.callback(pool.close)  # before initial_load's exit: workers hold read connections
         loader = Loader(
             store, validation=validation, on_event=fan_out if handlers else None, batch_size=batch_size, pool=pool
@@ -376,6 +375,9 @@ def load_paths(
             loader.flush()
         finally:
             loader.summary.elapsed = time.perf_counter() - started
-    # Index building and the WAL checkpoint at the end of an initial load belong to the load's time.
+    refresh = getattr(store, "refresh_statistics", None)  # a server store's planner statistics (PostgreSQL)
+    if callable(refresh) and loader.summary.resources:
+        refresh()
+    # Index building, the WAL checkpoint and statistics at the end of a load belong to the load's time.
     loader.summary.elapsed = time.perf_counter() - started
     return loader.summary

@@ -34,6 +34,7 @@ from fhirgate.core.fhir.validate import ValidationMode, check_model, supported_t
 from fhirgate.errors import FhirgateError, ValidationFailed
 from fhirgate.ingest.payload import encode, encode_rows, prepare_resource
 from fhirgate.ingest.sources import is_ndjson
+from fhirgate.store.factory import StoreAddress
 
 # key -> (message, location)
 ModelVerdicts = dict[int, tuple[str, str | None]]
@@ -91,13 +92,10 @@ class FileResult:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(mode: ValidationMode, prepare: bool, store_path: str | None, key: str | None) -> None:
-    from fhirgate.store.sqlite.store import SqliteStore
-
+def _init_worker(mode: ValidationMode, prepare: bool, store: StoreAddress | None) -> None:
     _STATE["mode"] = mode
     _STATE["prepare"] = prepare
-
-    _STATE["store"] = SqliteStore(Path(store_path), key=key, create=False) if store_path else None
+    _STATE["store"] = store.open() if store is not None else None
     _STATE["resolved"] = {}
 
 
@@ -198,8 +196,7 @@ class FilePool:
         mode: ValidationMode,
         *,
         prepare: bool = True,
-        store_path: Path | None = None,
-        key: str | None = None,
+        store: StoreAddress | None = None,
         ahead: int | None = None,
     ) -> None:
         # forkserver: children start clean, never inheriting the store's SQLite handles or threads.
@@ -208,7 +205,7 @@ class FilePool:
             max_workers=workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(mode, prepare, str(store_path) if store_path is not None else None, key),
+            initargs=(mode, prepare, store),
         )
         self._ahead = ahead if ahead is not None else 2 * workers + 2
         # Start the processes now: they import and warm up while the caller loads the first files.

@@ -264,8 +264,10 @@ def build_http_app(
     host: str = "127.0.0.1",
     allowed_origins: Sequence[str] = (),
     close_gateway: bool = False,
+    fhir_api: bool = False,
 ) -> Starlette:
-    """The Starlette app: /mcp (stateless JSON Streamable HTTP), protected resource metadata, /healthz."""
+    """The Starlette app: /mcp (stateless JSON Streamable HTTP), protected resource metadata, /healthz;
+    with `fhir_api`, the FHIR R4 REST API at /fhir under the same tokens, policy and audit (docs/fhir-api.md)."""
     server = build_server(gateway, transport="http")
     security = security_settings(resource_url, host=host, allowed_origins=allowed_origins)
     manager = StreamableHTTPSessionManager(
@@ -302,6 +304,17 @@ def build_http_app(
         Route("/.well-known/oauth-protected-resource", endpoint=protected_resource, methods=["GET"]),
         Route("/healthz", endpoint=healthz, methods=["GET"]),
     ]
+    if fhir_api:
+        from fhirgate.fhirapi.edge import fhir_routes
+
+        routes += fhir_routes(
+            gateway,
+            verifier=verifier,
+            resource_url=resource_url,
+            resource_metadata=metadata_url(resource_url),
+            authorization_servers=list(authorization_servers),
+            security=security,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,7 +1,7 @@
 """Upstream FHIR R4 servers: a typed client (fhirgate.remote.client) with fhirgate's own SMART Backend
 Services credentials (fhirgate.remote.auth) and one error subtree (fhirgate.remote.errors).
 
-Not yet a FhirStore backend: see docs/remote-fhir.md.
+The FhirStore backend over it is fhirgate.store.remote; see docs/remote-fhir.md.
 """
 
 from fhirgate.remote.auth import BackendServicesAuth, StaticTokenAuth, UpstreamAuth

@@ -1,4 +1,4 @@
-"""A small, typed, synchronous client for an upstream FHIR R4 server (the future remote FhirStore backend).
+"""A small, typed, synchronous client for an upstream FHIR R4 server (under the remote FhirStore backend).
 
 It reads, searches (following `next` links only on the configured server) and runs Patient/$everything,
 validating every answer as what the interaction must return, and maps every upstream failure onto the
@@ -200,8 +200,7 @@ class FhirClient:
     def read(self, resource_type: str, id: str) -> Resource | None:
         """The current resource, or None when the server answers 404 or 410 (absent or deleted)."""
         _check_type(resource_type)
-        if not isinstance(id, str) or not _ID_RE.match(id):
-            raise InvalidInput("id", "not a FHIR id", "1-64 of A-Z a-z 0-9 - .")
+        _check_id("id", id)
         where = _Where(self.host, "read", resource_type, id)
         body = self._get(f"{self.base_url}/{resource_type}/{id}", [], where, absent_ok=True)
         if body is None:
@@ -209,6 +208,32 @@ class FhirClient:
         if body.get("resourceType") != resource_type or body.get("id") != id:
             raise UpstreamMalformed("the answer is not the requested resource", **where.kw())
         return body
+
+    def vread(self, resource_type: str, id: str, version_id: str) -> Resource | None:
+        """One version (`GET [base]/[type]/[id]/_history/[vid]`, FHIR R4 §3.1.0.3), or None on 404/410."""
+        _check_type(resource_type)
+        _check_id("id", id)
+        _check_id("version_id", version_id)
+        where = _Where(self.host, "vread", resource_type, id)
+        url = f"{self.base_url}/{resource_type}/{id}/_history/{version_id}"
+        body = self._get(url, [], where, absent_ok=True)
+        if body is None:
+            return None
+        if body.get("resourceType") != resource_type or body.get("id") != id:
+            raise UpstreamMalformed("the answer is not the requested resource", **where.kw())
+        return body
+
+    def history(self, resource_type: str, id: str, params: Sequence[tuple[str, str]] = ()) -> Resource | None:
+        """One page of `GET [base]/[type]/[id]/_history` (FHIR R4 §3.1.0.4): a validated history Bundle,
+        or None when the server answers 404/410 (no such resource)."""
+        _check_type(resource_type)
+        _check_id("id", id)
+        where = _Where(self.host, "history", resource_type, id)
+        url = f"{self.base_url}/{resource_type}/{id}/_history"
+        body = self._get(url, _check_params(params), where, absent_ok=True)
+        if body is None:
+            return None
+        return _check_bundle(body, where, bundle_type="history", match_type=None)
 
     def search(self, resource_type: str, params: Sequence[tuple[str, str]] = ()) -> Resource:
         """One page of `GET [base]/[type]?params`: a validated searchset Bundle."""
@@ -221,15 +246,14 @@ class FhirClient:
 
     def everything(self, patient_id: str, params: Sequence[tuple[str, str]] = ()) -> Resource:
         """One page of `GET [base]/Patient/[id]/$everything?params`: a validated searchset Bundle."""
-        if not isinstance(patient_id, str) or not _ID_RE.match(patient_id):
-            raise InvalidInput("patient_id", "not a FHIR id", "1-64 of A-Z a-z 0-9 - .")
+        _check_id("patient_id", patient_id)
         query = _check_params(params)
         where = _Where(self.host, "everything", "Patient", patient_id)
         body = self._get(f"{self.base_url}/Patient/{patient_id}/$everything", query, where)
         assert body is not None
         return _check_searchset(body, where, match_type=None)
 
-    def next_page(self, bundle: Resource) -> Resource | None:
+    def next_page(self, bundle: Resource, *, bundle_type: str = "searchset") -> Resource | None:
         """The page after `bundle` (its `link[relation=next]`), or None on the last page.
 
         The link is followed only when it lies under the configured base URL (same scheme, host, port and
@@ -252,7 +276,7 @@ class FhirClient:
         where.interaction = "page (everything)" if rest.endswith("/$everything") else "page (search)"
         body = self._get(str(target), [], where)
         assert body is not None
-        return _check_searchset(body, where, match_type=None)
+        return _check_bundle(body, where, bundle_type=bundle_type, match_type=None)
 
     # -- transport ------------------------------------------------------------------------------------
 
@@ -333,6 +357,11 @@ def _check_type(resource_type: str) -> None:
         raise InvalidInput("resource_type", "not a FHIR resource type name")
 
 
+def _check_id(name: str, value: str) -> None:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise InvalidInput(name, "not a FHIR id", "1-64 of A-Z a-z 0-9 - .")
+
+
 def _check_params(params: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for pair in params:
@@ -368,8 +397,13 @@ def _next_link(bundle: Resource) -> str | None:
 
 def _check_searchset(body: Resource, where: _Where, *, match_type: str | None) -> Resource:
     """A Bundle of type searchset whose entries hold resources; matches of the searched type when given."""
-    if body.get("resourceType") != "Bundle" or body.get("type") != "searchset":
-        raise UpstreamMalformed("the answer is not a searchset Bundle", **where.kw())
+    return _check_bundle(body, where, bundle_type="searchset", match_type=match_type)
+
+
+def _check_bundle(body: Resource, where: _Where, *, bundle_type: str, match_type: str | None) -> Resource:
+    """A Bundle of `bundle_type` whose entries hold resources (a history entry may hold none: a deletion)."""
+    if body.get("resourceType") != "Bundle" or body.get("type") != bundle_type:
+        raise UpstreamMalformed(f"the answer is not a {bundle_type} Bundle", **where.kw())
     entries = body.get("entry", [])
     links = body.get("link", [])
     total = body.get("total")
@@ -381,6 +415,8 @@ def _check_searchset(body: Resource, where: _Where, *, match_type: str | None) -
         raise UpstreamMalformed("the Bundle's total is not a count", **where.kw())
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
+        if bundle_type == "history" and isinstance(entry, dict) and resource is None:
+            continue  # a deleted version: request.method DELETE and no resource (FHIR R4 §3.1.0.4)
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise UpstreamMalformed("a Bundle entry holds no resource", **where.kw())
         if not isinstance(resource.get("id"), str) and resource["resourceType"] != "OperationOutcome":

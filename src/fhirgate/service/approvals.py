@@ -18,7 +18,7 @@ from fhirgate.service.auditing import AuditWriter
 from fhirgate.service.writes import proposal_patients
 from fhirgate.store.contract import FhirStore
 from fhirgate.writes.applier import Applied, apply_proposal
-from fhirgate.writes.approvals import ProposalStore
+from fhirgate.writes.proposal_rules import Proposals
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Outcome:
 class ApprovalDesk:
     """Decisions taken by a person at the CLI, applied to the store and audited."""
 
-    def __init__(self, store: FhirStore, proposals: ProposalStore, audit: AuditWriter) -> None:
+    def __init__(self, store: FhirStore, proposals: Proposals, audit: AuditWriter) -> None:
         self.store = store
         self.proposals = proposals
         self.audit = audit

@@ -7,6 +7,7 @@ written, the use case fails with AuditError and returns nothing (HIPAA 45 CFR 16
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import threading
@@ -15,14 +16,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fhirgate.analytics.sql.deid_views import DeidContext
+from fhirgate.audit.chain import AuditStore
 from fhirgate.audit.disclosures import accounting
-from fhirgate.audit.log import AuditLog
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
 from fhirgate.core.policy.access import plan_access
 from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.pseudonym import Pseudonymizer
 from fhirgate.core.policy.rowscope import RowScope
-from fhirgate.core.policy.rules import KNOWN_TOOLS
+from fhirgate.core.policy.rules import KNOWN_TOOLS, WRITE_TOOLS
 from fhirgate.errors import AccessDenied, FhirgateError, StoreError
 from fhirgate.policy_loader import load_policy
 from fhirgate.service import patients, records, resources
@@ -30,6 +31,7 @@ from fhirgate.service.analytics import Analytics
 from fhirgate.service.auditing import AuditSink, AuditWriter, Trail, classify, run_audited
 from fhirgate.service.context import RequestContext
 from fhirgate.service.cursor import CursorCodec
+from fhirgate.service.gateway_fhir import FhirApiUseCases
 from fhirgate.service.gateway_writes import WriteUseCases
 from fhirgate.service.governance import Governance, Standing
 from fhirgate.service.guard import Guard
@@ -38,13 +40,25 @@ from fhirgate.service.resources import Services
 from fhirgate.service.writes import WriteDesk
 from fhirgate.store.contract import FhirStore
 from fhirgate.terminology.lookup import Terminology
-from fhirgate.writes.approvals import ProposalStore
+from fhirgate.writes.proposal_rules import Proposals
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ANALYTICS_TOOLS = frozenset({"list_views", "describe_view", "query_sql", "run_report"})
 
 
-class Gateway(WriteUseCases):
+def unavailable_tools(store: FhirStore) -> dict[str, str]:
+    """Tools this store cannot serve, each with why: SQL views live only in the SQLite store (not PostgreSQL or a
+    remote FHIR server, yet), and a remote FHIR backend (`embedded = False`) takes no writes."""
+    out: dict[str, str] = {}
+    if not callable(getattr(store, "reopen_args", None)):
+        out.update(dict.fromkeys(ANALYTICS_TOOLS, "SQL views and reports need the SQLite store of a data directory"))
+    if getattr(store, "embedded", True) is False:
+        out.update(dict.fromkeys(WRITE_TOOLS, "a remote FHIR backend is read-only (writes need fhirgate's own store)"))
+    return out
+
+
+class Gateway(WriteUseCases, FhirApiUseCases):
     """The service layer: one method per use case, each audited exactly once."""
 
     def __init__(
@@ -55,7 +69,7 @@ class Gateway(WriteUseCases):
         *,
         governance: Governance | None = None,
         pseudonym_secret: bytes | None = None,
-        proposals: ProposalStore | None = None,
+        proposals: Proposals | None = None,
         request_state_key: bytes | None = None,
     ) -> None:
         """`governance` applies a policy file; by default the shipped default policy (docs/policy.md).
@@ -73,6 +87,11 @@ class Gateway(WriteUseCases):
         self._analytics_lock = threading.Lock()
         self.writes = WriteDesk(store, proposals)
         self.request_state_key = request_state_key
+
+    @functools.cached_property
+    def unavailable_tools(self) -> dict[str, str]:
+        """Tools this backend cannot serve (hidden from tools/list, refused with the reason when called)."""
+        return unavailable_tools(self.store)
 
     @property
     def audit_sink(self) -> AuditSink:
@@ -94,6 +113,8 @@ class Gateway(WriteUseCases):
 
     def _standing(self, ctx: RequestContext, tool: str) -> Standing:
         """Place the principal under the policy for one call of `tool`; AccessDenied says why not."""
+        if tool in self.unavailable_tools:
+            raise StoreError(f"{tool} is not available on this server: {self.unavailable_tools[tool]}")
         standing = self.governance.standing(ctx.principal)
         ctx.role, ctx.purpose, ctx.break_glass = standing.role.name, standing.purpose, standing.break_glass
         allowed = self.governance.tool_decision(standing.role, tool)
@@ -114,7 +135,8 @@ class Gateway(WriteUseCases):
             role = self.governance.role_of(principal)
         except AccessDenied:
             return None
-        return frozenset(t for t in KNOWN_TOOLS if self.governance.tool_decision(role, t).allowed)
+        allowed = (t for t in KNOWN_TOOLS if t not in self.unavailable_tools)
+        return frozenset(t for t in allowed if self.governance.tool_decision(role, t).allowed)
 
     def _scope(self, guard: Guard) -> RowScope | None:
         """The row scope of the guard's standing (None without one)."""
@@ -382,7 +404,7 @@ class Gateway(WriteUseCases):
 
         def body(guard: Guard) -> dict[str, Any]:
             resources.check_id(patient_id, "patient_id")
-            if not isinstance(self._sink, AuditLog):
+            if not isinstance(self._sink, AuditStore):
                 raise StoreError("the accounting of disclosures needs this server's audit log")
             trail.patients = [patient_id]
             trail.resource_type = "Patient"

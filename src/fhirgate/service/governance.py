@@ -35,6 +35,7 @@ from fhirgate.core.policy.rowscope import RowScope
 from fhirgate.core.policy.rules import WRITE_TOOLS, Policy, Role, WritePolicy
 from fhirgate.errors import AccessDenied, InvalidInput, RateLimited
 from fhirgate.ratelimit import BucketRule, RateLimiter, RateLimitRule, check, open_limiter
+from fhirgate.shared_state.grants import GrantStore, open_grants
 from fhirgate.store.contract import FhirStore
 
 # Reference search parameters that make a care relationship with the referenced practitioner.
@@ -259,15 +260,17 @@ class Standing:
 class Governance:
     """The policy applied for a Gateway: builds each request's Standing; keeps break-glass grants and caches."""
 
-    def __init__(self, policy: Policy, store: FhirStore, limiter: RateLimiter | None = None) -> None:
-        """`limiter` holds the token buckets: by default in-process, or Redis when the policy names a URL."""
+    def __init__(
+        self, policy: Policy, store: FhirStore, limiter: RateLimiter | None = None, grants: GrantStore | None = None
+    ) -> None:
+        """`limiter` (token buckets) and `grants` (break-glass): in-process, or Redis when the policy names a URL."""
         self.policy = policy
         self._store = store
         self.limiter = limiter if limiter is not None else open_limiter(policy.redis_url)
+        self.grants = grants if grants is not None else open_grants(policy.redis_url)
         self._lock = threading.Lock()
         self._consents: tuple[str, ConsentSet] | None = None
         self._teams: dict[str, tuple[float, frozenset[str]]] = {}
-        self._glass: dict[str, float] = {}
         self._scopes: dict[tuple[Any, ...], RowScope] = {}
 
     # -- per request ---------------------------------------------------------------------------------
@@ -378,13 +381,16 @@ class Governance:
             raise RateLimited(decision.message, retry_after=decision.retry_after_s if decision.retryable else None)
 
     def close(self) -> None:
-        """Release the rate-limit store."""
+        """Release the rate-limit and grant stores."""
         self.limiter.close()
+        self.grants.close()
 
     # -- break-glass -----------------------------------------------------------------------------------
 
     def break_glass(self, principal: Principal, reason: object) -> tuple[Role, float]:
-        """Open break-glass for the principal's role's bounded time; returns (role, expiry epoch seconds)."""
+        """Open break-glass for the principal's role's bounded time; returns (role, expiry epoch seconds).
+
+        StoreError when the grant store (Redis, shared by workers) fails: no grant rather than a local one."""
         role = self.role_of(principal)
         allowed = self.tool_decision(role, "break_glass")
         if not allowed.allowed:
@@ -396,12 +402,9 @@ class Governance:
         until = time.time() + role.break_glass_minutes * 60
         if principal.expires_at is not None:
             until = min(until, principal.expires_at)
-        with self._lock:
-            self._glass[principal.subject_key] = until
+        self.grants.grant(principal.subject_key, until)
         return role, until
 
     def break_glass_active(self, principal: Principal) -> bool:
-        """Whether the principal opened break-glass and it has not expired."""
-        with self._lock:
-            until = self._glass.get(principal.subject_key)
-        return until is not None and until > time.time()
+        """Whether the principal opened break-glass and it has not expired (False when the grant store fails)."""
+        return self.grants.active(principal.subject_key)

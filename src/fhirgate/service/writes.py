@@ -26,7 +26,7 @@ from fhirgate.service.auditing import Trail
 from fhirgate.service.guard import Guard
 from fhirgate.service.resources import not_found
 from fhirgate.store.contract import FhirStore, Resource, StoredResource
-from fhirgate.writes.approvals import ProposalStore
+from fhirgate.writes.proposal_rules import Proposals
 
 MAX_IDEMPOTENCY_KEY = 200
 _LETTER = {"create": "c", "update": "u", "delete": "d"}
@@ -140,12 +140,12 @@ def next_step(p: Proposal) -> str:
 class WriteDesk:
     """Proposals for one store: drafting checks, policy, validation, risk and the signed proposal store."""
 
-    def __init__(self, store: FhirStore, proposals: ProposalStore | None) -> None:
+    def __init__(self, store: FhirStore, proposals: Proposals | None) -> None:
         self.store = store
         self._proposals = proposals
 
     @property
-    def proposals(self) -> ProposalStore:
+    def proposals(self) -> Proposals:
         """The proposal store; StoreError when this gateway was built without one (no data directory)."""
         if self._proposals is None:
             raise StoreError("writes need a proposal store (a data directory); this server has none")

@@ -18,8 +18,8 @@ from fhirgate.core.writes import effects, scheduling
 from fhirgate.core.writes.proposal import Proposal
 from fhirgate.errors import Conflict, FhirgateError, InvalidInput, NotFound, StoreError, ValidationFailed
 from fhirgate.store.contract import FhirStore, Resource, StoredResource
-from fhirgate.writes.approvals import ProposalStore
 from fhirgate.writes.calendar import appointments_around, read_bodies
+from fhirgate.writes.proposal_rules import Proposals
 
 # Errors that mean "this write cannot be made as approved"; anything else is an outage, not a verdict.
 _REFUSALS = (Conflict, InvalidInput, ValidationFailed, NotFound)
@@ -101,7 +101,7 @@ def _write(store: FhirStore, proposal: Proposal, now: datetime) -> tuple[StoredR
 
 
 def apply_proposal(
-    store: FhirStore, proposals: ProposalStore, proposal: Proposal, *, now: datetime | None = None
+    store: FhirStore, proposals: Proposals, proposal: Proposal, *, now: datetime | None = None
 ) -> Applied:
     """Write an approved proposal and mark it applied, or failed with the reason the store refused it.
 

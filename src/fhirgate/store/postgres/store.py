@@ -37,7 +37,8 @@ from fhirgate.store.contract import (
     parse_expect,
 )
 from fhirgate.store.postgres import query as q
-from fhirgate.store.postgres.schema import SCHEMA_RE, create_schema
+from fhirgate.store.postgres.pool import OPEN_ERRORS, open_pool
+from fhirgate.store.postgres.schema import ROW_TABLES, SCHEMA_RE, create_schema
 from fhirgate.store.postgres.writer import delete_index_rows, write_batch, write_prepared
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -84,28 +85,11 @@ class PostgresStore:
         if pool_size < 1:
             raise InvalidInput("pool_size", "must be at least 1")
         self._schema = schema
+        self._url = url
         self._local = threading.local()
-        path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
-
-        def configure(conn: Conn) -> None:
-            conn.execute(path)
-
-        self._pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"autocommit": True},
-            configure=configure,
-            open=False,
-            name=f"fhirgate-{schema}",
-            timeout=30.0,
-        )
         try:
-            # One direct attempt first: a refused or misconfigured server fails at once, not after the pool's retries.
-            psycopg.connect(url, connect_timeout=10).close()
-            self._pool.open(wait=True, timeout=10.0)
-        except (psycopg.Error, psycopg_pool.PoolTimeout):
-            self._pool.close()
+            self._pool = open_pool(url, schema, name=f"fhirgate-{schema}", size=pool_size)
+        except OPEN_ERRORS:
             raise StoreError(f"cannot connect to PostgreSQL (schema {schema})") from None
         if create:
             try:
@@ -115,6 +99,21 @@ class PostgresStore:
                 self._pool.close()
                 detail = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
                 raise StoreError(f"cannot initialise store schema {schema}: {detail}") from None
+
+    def refresh_statistics(self) -> None:
+        """ANALYZE every table after a bulk load, so the planner sees the new row counts at once.
+
+        Until autovacuum gets to it, a freshly loaded schema keeps the statistics of an empty one, and the planner
+        then drives a compartment search from a whole index table (measured on 1,000 demo patients: the summary's
+        vital-signs search took 1,114 ms before ANALYZE and 1.8 ms after).
+        """
+        with self._errors("analyze"), self._pool.connection() as conn:
+            for table in ("resources", "history", *ROW_TABLES):
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+    def connection_args(self) -> tuple[str, str]:
+        """(url, schema) for a worker process that opens its own store (PostgresStore(..., create=False))."""
+        return self._url, self._schema
 
     @property
     def schema(self) -> str:
