@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +15,9 @@ from fhirgate.ratelimit import BucketRequest, RateVerdict
 from fhirgate.service import governance
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# Analytics replicas of PostgreSQL test schemas (analytics/views/replica.py) go to a scratch folder, never the
+# user's cache; subprocesses started by tests inherit it.
+os.environ.setdefault("FHIRGATE_REPLICA_DIR", tempfile.mkdtemp(prefix="fhirgate-test-replicas-"))
 REDIS_URL = os.environ.get("FHIRGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -6,9 +6,11 @@ The CLI (`fhirgate serve`) calls `run_stdio` / `run_http`; tests and embedders u
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import anyio
@@ -20,7 +22,7 @@ from fhirgate.config import Settings
 from fhirgate.core.policy.rules import Policy
 from fhirgate.errors import ConfigError
 from fhirgate.location import Location
-from fhirgate.location.backends import open_audit, open_proposals
+from fhirgate.location.backends import open_audit, open_proposals, open_view_replica
 from fhirgate.mcp.http import LOOPBACK_HOSTS, build_http_app
 from fhirgate.mcp.server import build_server
 from fhirgate.mcp.stdio import stdio_principal
@@ -30,6 +32,9 @@ from fhirgate.service.gateway import Gateway
 from fhirgate.service.governance import Governance
 from fhirgate.store.contract import FhirStore
 from fhirgate.store.factory import open_store
+
+if TYPE_CHECKING:
+    from fhirgate.analytics.views.replica import ViewReplica
 
 
 def resolve_policy(
@@ -98,7 +103,15 @@ def build_gateway(
         pseudonym_secret=data_dir.secret("pseudonym"),
         proposals=proposals,
         request_state_key=data_dir.secret("request-state"),
+        views_replica=views_replica(data_dir, store),
     )
+
+
+def views_replica(location: Location, store: FhirStore) -> Callable[[], ViewReplica] | None:
+    """How to open the analytics views replica of a PostgreSQL location's store (None for any other store)."""
+    if not location.is_database or not callable(getattr(store, "connection_args", None)):
+        return None
+    return functools.partial(open_view_replica, location, store)
 
 
 def trusted_issuers(data_dir: Location, settings: Settings) -> list[TrustedIssuer]:

@@ -135,25 +135,31 @@ def test_load_with_workers_resolves_conditional_references_in_postgres(synthea_d
         drop_schema(schema)
 
 
-def test_sql_views_are_hidden_and_refused_with_the_reason_on_postgres(url: str) -> None:
+def test_sql_views_are_served_on_postgres_from_the_replica_and_see_new_writes(url: str) -> None:
     location = open_location(url)
     gateway = build_gateway(location, key=None)
+    store = open_store(location, create=False)
     try:
         principal = TokenVerifier([location.dev_trusted_issuer()], location.settings().resource_url).verify(
             location.dev_issuer().mint(scope="user/*.rs", audience=location.settings().resource_url, subject="u")
         )
         server = build_server(gateway, transport="in-memory", principal=principal)
+        sql = "SELECT count(*) AS n FROM practitioner WHERE family = 'Replicaton'"
 
-        async def calls() -> tuple[set[str], Any]:
+        async def calls() -> tuple[set[str], Any, Any]:
             async with Client(server) as client:
                 names = {t.name for t in (await client.list_tools()).tools}
-                refused = await client.call_tool("query_sql", {"sql": "SELECT 1"})
-                return names, refused
+                before = await client.call_tool("query_sql", {"sql": sql})
+                store.write(
+                    [{"resourceType": "Practitioner", "id": "replica-probe", "name": [{"family": "Replicaton"}]}]
+                )
+                after = await client.call_tool("query_sql", {"sql": sql})
+                return names, before, after
 
-        names, refused = anyio.run(calls)
-        assert "find_patients" in names
-        assert not names & {"list_views", "describe_view", "query_sql", "run_report"}
-        assert refused.is_error
-        assert "SQL views and reports need the SQLite store" in refused.content[0].text
+        names, before, after = anyio.run(calls)
+        assert {"list_views", "describe_view", "query_sql", "run_report"} <= names
+        assert not before.is_error and before.structured_content["rows"] == [[0]]
+        assert not after.is_error and after.structured_content["rows"] == [[1]]  # written after the replica was built
     finally:
+        store.close()
         gateway.close()

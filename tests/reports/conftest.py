@@ -14,24 +14,34 @@ from report_policy import unthrottled_policy
 from fhirgate.app import build_gateway
 from fhirgate.config import DataDir
 from fhirgate.demo.generator import DemoSummary, write_practice
+from fhirgate.location import Location, open_location
 from fhirgate.service.gateway import Gateway
 from fhirgate.store.factory import open_store
+from pg_server import drop_schema, location_url, needs_postgres, scratch_schema
 
 TODAY = DEMO_TODAY
 PATIENTS = 120
 RAW_TYPES = ("Patient", "Practitioner", "Appointment", "Encounter", "Claim", "Invoice", "Condition", "Observation")
 
 
-@pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[DataDir, DemoSummary]:
-    """A demo practice of 120 patients anchored at TODAY (its views are built as it is written)."""
-    data = DataDir(tmp_path_factory.mktemp("report-demo")).ensure()
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=needs_postgres)])
+def demo_dir(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Location, DemoSummary]]:
+    """A demo practice of 120 patients anchored at TODAY, in a data directory (its views built as it is written)
+    and in a PostgreSQL schema (its views in an analytics replica, caught up before each call)."""
+    schema = scratch_schema("fg_reports") if request.param == "postgres" else None
+    data: Location = (
+        open_location(location_url(schema)) if schema else DataDir(tmp_path_factory.mktemp("report-demo"))
+    ).ensure()
     store = open_store(data)
     try:
         summary = write_practice(store, patients=PATIENTS, seed=7, today=TODAY)
     finally:
         store.close()
-    return data, summary
+    yield data, summary
+    if schema:
+        drop_schema(schema)
 
 
 def opted_out(consents: list[dict[str, Any]]) -> set[str]:
@@ -64,7 +74,7 @@ def _about(body: dict[str, Any], patients: set[str]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def raw(demo_dir: tuple[DataDir, DemoSummary]) -> Raw:
+def raw(demo_dir: tuple[Location, DemoSummary]) -> Raw:
     """The demo's raw FHIR JSON, read straight from the store (not from the view tables).
 
     Patients who opted out of AI access (an active OPTOUT Consent) are left out: every report leaves them
@@ -83,7 +93,7 @@ def raw(demo_dir: tuple[DataDir, DemoSummary]) -> Raw:
 
 
 @pytest.fixture(scope="session")
-def gateway(demo_dir: tuple[DataDir, DemoSummary]) -> Iterator[Gateway]:
+def gateway(demo_dir: tuple[Location, DemoSummary]) -> Iterator[Gateway]:
     gw = build_gateway(demo_dir[0], key=None, policy=unthrottled_policy())
     yield gw
     gw.close()

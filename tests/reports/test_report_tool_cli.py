@@ -13,10 +13,10 @@ from report_policy import unthrottled_policy
 from fhirgate.analytics.reports.registry import report_names
 from fhirgate.app import build_gateway
 from fhirgate.cli.main import main
-from fhirgate.config import DataDir
 from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.scopes import ScopeSet
 from fhirgate.demo.generator import DemoSummary
+from fhirgate.location import Location
 from fhirgate.mcp.server import build_server
 from fhirgate.service.gateway import Gateway
 from mcp import Client
@@ -26,7 +26,7 @@ NO_APPOINTMENTS = Principal(sub="t2", issuer="urn:test", scopes=ScopeSet.parse("
 
 
 @pytest.fixture(scope="module")
-def gw(demo_dir: tuple[DataDir, DemoSummary]) -> Iterator[Gateway]:
+def gw(demo_dir: tuple[Location, DemoSummary]) -> Iterator[Gateway]:
     g = build_gateway(demo_dir[0], key=None, policy=unthrottled_policy())
     yield g
     g.close()
@@ -60,9 +60,9 @@ async def test_run_report_tool_errors_name_what_is_allowed(gw: Gateway) -> None:
 
 
 def test_cli_report_json_table_list_and_errors(
-    demo_dir: tuple[DataDir, DemoSummary], capsys: pytest.CaptureFixture[str]
+    demo_dir: tuple[Location, DemoSummary], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = str(demo_dir[0].path)
+    data = demo_dir[0].name
     today = f"today={TODAY.isoformat()}"
     assert (
         main(

@@ -12,12 +12,13 @@ from report_oracle import Raw
 from report_policy import unthrottled_policy
 
 from fhirgate.analytics.reports.registry import report_names
+from fhirgate.app import views_replica
 from fhirgate.audit.record import AuditRecord
-from fhirgate.config import DataDir
 from fhirgate.core.policy.principal import Principal
 from fhirgate.core.policy.scopes import ScopeSet
 from fhirgate.demo.generator import DemoSummary
 from fhirgate.errors import AccessDenied, InvalidInput
+from fhirgate.location import Location
 from fhirgate.service.context import RequestContext
 from fhirgate.service.gateway import Gateway
 from fhirgate.service.governance import Governance
@@ -40,10 +41,11 @@ def who(scope: str, patient: str | None = None) -> Principal:
 
 
 @pytest.fixture(scope="module")
-def env(demo_dir: tuple[DataDir, DemoSummary]) -> Iterator[tuple[Gateway, ListSink]]:
+def env(demo_dir: tuple[Location, DemoSummary]) -> Iterator[tuple[Gateway, ListSink]]:
     sink = ListSink()
     store = open_store(demo_dir[0], create=False)
-    gw = Gateway(store, sink, b"k" * 32, governance=Governance(unthrottled_policy(), store))
+    replica = views_replica(demo_dir[0], store)
+    gw = Gateway(store, sink, b"k" * 32, governance=Governance(unthrottled_policy(), store), views_replica=replica)
     yield gw, sink
     gw.close()
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from postgres_support import ScratchPostgresStore
+from psycopg import sql
 
 from fhirgate.core.fhir.definitions import is_supported
 from fhirgate.core.fhir.search import parse_search
-from fhirgate.errors import StoreError, ValidationFailed
+from fhirgate.errors import InvalidInput, StoreError, ValidationFailed
+from fhirgate.ingest.loader import load_paths
 from fhirgate.ingest.payload import prepare_resource
 from fhirgate.store.contract import PreparedResource, PreparedWriter, StoredResource
 from fhirgate.store.postgres import PostgresStore
-from pg_server import needs_postgres
+from fhirgate.store.postgres.schema import INDEXES, LOAD_KEPT, ROW_TABLES, SCHEMA_VERSION, drop_load_indexes
+from pg_server import POSTGRES_URL, needs_postgres
 
 pytestmark = needs_postgres
 
@@ -186,3 +191,125 @@ def test_failure_mid_batch_writes_nothing(pg: PostgresStore) -> None:
     assert pg.write_prepared([*updates, *fresh]) == 10
     assert sorted(_ids(pg, "Patient", [("gender", "other")])) == ["p0", "p1", "p2"]
     assert [v.version for v in pg.history("Patient", "p0")] == [2, 1]
+
+
+# -- initial_load ------------------------------------------------------------------------------------
+
+
+def _indexes(store: PostgresStore) -> set[str]:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (store.schema,)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _analyzed(store: PostgresStore) -> set[str]:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = %s AND last_analyze IS NOT NULL",
+            (store.schema,),
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def test_initial_load_rebuilds_every_index_and_analyzes(pg: PostgresStore) -> None:
+    every = _indexes(pg)
+    assert set(INDEXES) <= every
+    assert pg.is_empty()
+    with pg.initial_load():
+        assert _indexes(pg) == every - (set(INDEXES) - LOAD_KEPT)  # constraints' indexes and LOAD_KEPT stay
+        pg.write_prepared(_prepared(_sample(50)))
+        assert _ids(pg, "Patient", [("family", "Fam7")]) == ["p7"]  # searches stay correct without indexes
+    assert _indexes(pg) == every
+    assert {"resources", *ROW_TABLES} <= _analyzed(pg)
+    assert not pg.is_empty()
+    assert _ids(pg, "Patient", [("family", "Fam7")]) == ["p7"]
+    pg.refresh_statistics()  # skipped once (nothing written since the exit's ANALYZE), then runs again
+    pg.refresh_statistics()
+
+
+def test_initial_load_refuses_a_non_empty_store(pg: PostgresStore) -> None:
+    pg.write_prepared(_prepared(_sample(1)))
+    every = _indexes(pg)
+    with pytest.raises(InvalidInput, match="empty store"), pg.initial_load():
+        pytest.fail("entered")  # pragma: no cover
+    assert _indexes(pg) == every
+
+
+def test_initial_load_failures_leave_nothing_and_restore_the_indexes(pg: PostgresStore) -> None:
+    every = _indexes(pg)
+    fresh = _prepared(_sample(6))
+    broken = PreparedResource("Patient", "broken", None, '{"resourceType":"Patient","name":"jane-doe",', fresh[0].index)
+
+    def failing_load() -> None:
+        with pg.initial_load():
+            with pytest.raises(StoreError) as caught:
+                pg.write_prepared([*fresh[:3], broken, *fresh[3:]])
+            assert "jane" not in str(caught.value)
+            assert pg.counts() == {}
+            raise RuntimeError("the load fails")
+
+    with pytest.raises(RuntimeError):
+        failing_load()
+    assert _indexes(pg) == every
+    assert pg.is_empty()
+    with pg.initial_load():  # still empty, so allowed again
+        assert pg.write_prepared(fresh) == 6
+    assert _indexes(pg) == every
+    assert sorted(_ids(pg, "Patient", [("family:exact", "Fam4")])) == ["p4"]
+
+
+def test_interrupted_initial_load_is_repaired_when_the_store_opens(pg: PostgresStore) -> None:
+    every = _indexes(pg)
+    with pg._transaction() as conn:  # what initial_load leaves if the process dies inside it
+        drop_load_indexes(conn)
+    assert _indexes(pg) != every
+    PostgresStore(POSTGRES_URL, schema=pg.schema, pool_size=1).close()
+    assert _indexes(pg) == every
+
+
+def test_load_paths_uses_initial_load_on_an_empty_store(pg: PostgresStore, tmp_path: Path) -> None:
+    entries = [{"resource": r, "request": {"method": "PUT", "url": f"Patient/{r['id']}"}} for r in _sample(20)]
+    (tmp_path / "b.json").write_bytes(orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
+    entered: list[bool] = []
+    inner = pg.initial_load
+
+    @contextmanager
+    def spy() -> Iterator[None]:
+        entered.append(True)
+        with inner():
+            yield
+
+    pg.initial_load = spy  # type: ignore[method-assign]
+    summary = load_paths(pg, [tmp_path], workers=0)
+    assert entered == [True]
+    assert summary.resources == 20
+    assert pg.counts() == {"Patient": 20}
+    assert set(INDEXES) <= _indexes(pg)
+
+
+@pytest.mark.parametrize("old", ["1", "2"])
+def test_old_schema_is_migrated_to_lz4_bodies(pg: PostgresStore, old: str) -> None:
+    pg.write_prepared(_prepared(_sample(2)))
+    schema = sql.Identifier(pg.schema)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER TABLE {}.resources ALTER COLUMN body SET COMPRESSION pglz").format(schema))
+        if old == "1":
+            conn.execute(sql.SQL("ALTER TABLE {}.resources DROP COLUMN txid").format(schema))
+        conn.execute(sql.SQL("UPDATE {}.store_meta SET value = %s WHERE key = 'schema'").format(schema), (old,))
+    PostgresStore(POSTGRES_URL, schema=pg.schema, pool_size=1).close()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        meta = conn.execute(sql.SQL("SELECT value FROM {}.store_meta WHERE key = 'schema'").format(schema)).fetchone()
+        lz4 = conn.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        method = conn.execute(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'body'",
+            (f"{pg.schema}.resources",),
+        ).fetchone()
+        txid = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = 'resources'"
+            " AND column_name = 'txid'",
+            (pg.schema,),
+        ).fetchone()
+    assert meta == (SCHEMA_VERSION,)
+    assert method == (("l" if lz4.fetchone() == (True,) else "p"),)
+    assert txid == (1,)
+    assert pg.read("Patient", "p1") is not None

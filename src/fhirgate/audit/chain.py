@@ -84,6 +84,10 @@ class ChainKey:
             return ""
         return hmac.new(self._key, prev + seq_bytes + record_json, hashlib.sha256).hexdigest()
 
+    def head_mac_ok(self, seq: int, hash_: str, mac: str) -> bool:
+        """True when `mac` is this key's and chain's head MAC of (seq, hash): the line was written here."""
+        return hmac.compare_digest(mac, self.mac(b"head", str(seq).encode(), hash_.encode()))
+
     def anchor_line(self, seq: int, hash_: str) -> bytes:
         """The MAC'd head anchor line `seq hash mac` for (seq, hash)."""
         mac = self.mac(b"head", str(seq).encode(), hash_.encode())
@@ -153,6 +157,8 @@ class AuditStore(Protocol):
 
     def head_line(self) -> str: ...
 
+    def head_mac_ok(self, seq: int, hash_: str, mac: str) -> bool: ...
+
     def reanchor(self) -> int: ...
 
     def raw_rows(self, since_seq: int = 0, until_seq: int | None = None) -> Iterator[tuple[Any, ...]]: ...
@@ -176,6 +182,11 @@ class ChainReader:
 
     _PARAM = "?"
     _BATCH = 1000
+    _chain: ChainKey  # set by the subclass once the chain id is known
+
+    def head_mac_ok(self, seq: int, hash_: str, mac: str) -> bool:
+        """True when a saved head line's MAC was made with this log's key for this chain (audit/anchor.py)."""
+        return self._chain.head_mac_ok(seq, hash_, mac)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError

@@ -22,8 +22,22 @@ def register(sub: Any, add_data: AddData) -> None:
     verbs = p.add_subparsers(dest="audit_command", metavar="VERB")
     verbs.required = True
 
-    v = verbs.add_parser("verify", help="check the hash chain; names any edited, deleted or reordered record")
+    v = verbs.add_parser(
+        "verify",
+        help="check the hash chain; names any edited, deleted or reordered record",
+        description="Recompute the audit hash chain and name every edited, deleted, reordered, inserted or "
+        "truncated record. With --head, also prove the chain still holds each saved `audit head` line: exit 0 "
+        "only when the chain verifies and every saved head is found, 4 otherwise.",
+    )
     add_data(v)
+    v.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        metavar="LINE|FILE",
+        help="a line saved from `fhirgate audit head`, or a file of such lines (one per line; blank and # lines "
+        "skipped); repeatable. Each must carry this chain key's MAC and its seq must still hold the same record",
+    )
     v.set_defaults(handler=cmd_verify)
 
     t = verbs.add_parser("tail", help="print the last audit records")
@@ -32,7 +46,10 @@ def register(sub: Any, add_data: AddData) -> None:
     t.add_argument("--json", action="store_true", help="one JSON record per line")
     t.set_defaults(handler=cmd_tail)
 
-    h = verbs.add_parser("head", help="print the MAC'd head anchor line, to keep a copy off-host")
+    h = verbs.add_parser(
+        "head",
+        help="print the MAC'd head anchor line, to keep a copy off-host (check it later: audit verify --head)",
+    )
     add_data(h)
     h.set_defaults(handler=cmd_head)
 
@@ -65,20 +82,35 @@ def open_audit_log(args: argparse.Namespace) -> Any:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when the chain verifies, 4 when any record was tampered with."""
+    """Exit 0 when the chain verifies (and every --head is found in it), 4 when anything was tampered with."""
+    from fhirgate.audit.anchor import saved_heads, verify_heads
     from fhirgate.audit.verify import verify
 
+    saved = [line for i, value in enumerate(args.head, 1) for line in saved_heads(value, f"--head {i}")]
     log = open_audit_log(args)
     try:
-        report = verify(log)
+        if saved:
+            anchored = verify_heads(log, saved)
+            report, heads = anchored.chain, anchored.heads
+        else:
+            report, heads = verify(log), []
     finally:
         log.close()
-    if report.ok:
-        print(f"audit chain OK: {report.checked} records verified")
+    failed = [h for h in heads if not h.ok]
+    if report.ok and not failed:
+        found = f"; {len(saved)} saved head(s) found, newest seq {max((h.seq or 0 for h in heads), default=0)}"
+        print(f"audit chain OK: {report.checked} records verified" + (found if saved else ""))
         return 0
-    print(f"audit chain BROKEN: {len(report.problems)} problem(s) in {report.checked} records", file=sys.stderr)
+    if report.ok:
+        print(f"audit chain OK: {report.checked} records verified", file=sys.stderr)
+    else:
+        print(f"audit chain BROKEN: {len(report.problems)} problem(s) in {report.checked} records", file=sys.stderr)
     for problem in report.problems:
         print(f"  seq {problem.seq}: {problem.kind}: {problem.detail}", file=sys.stderr)
+    if failed:
+        print(f"saved heads NOT in this chain: {len(failed)} of {len(saved)}", file=sys.stderr)
+    for head in failed:
+        print(f"  {head.message()}", file=sys.stderr)
     return 4
 
 

@@ -51,7 +51,10 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     views = getattr(store, "derived", None)
     if not isinstance(views, PracticeViews) or not hasattr(store, "run_write"):
         store.close()
-        raise ConfigError("this store backend keeps no materialized views")
+        raise ConfigError(
+            "user-defined views need the SQLite store of a data directory; on PostgreSQL the built-in practice "
+            "views live in each host's analytics replica (docs/postgres.md)"
+        )
     return store, views
 
 

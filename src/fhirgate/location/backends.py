@@ -1,4 +1,4 @@
-"""Open a location's audit log and write-proposal store, SQLite or PostgreSQL (its FHIR store: store.factory).
+"""Open a location's audit log, write-proposal store and analytics replica (its FHIR store: store.factory).
 
 This is wiring (it imports every backend); the layers below never import it. A PostgreSQL location takes
 no file encryption key: the database's own encryption at rest applies (docs/postgres.md).
@@ -6,6 +6,8 @@ no file encryption key: the database's own encryption at rest applies (docs/post
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fhirgate.config import DataDir
@@ -13,6 +15,7 @@ from fhirgate.errors import ConfigError
 from fhirgate.location import Location
 
 if TYPE_CHECKING:
+    from fhirgate.analytics.views.replica import ViewReplica
     from fhirgate.audit.chain import AuditStore
     from fhirgate.location.postgres import PostgresLocation
     from fhirgate.writes.proposal_rules import Proposals
@@ -78,3 +81,33 @@ def open_proposals(location: Location, *, key: str | None = None) -> Proposals:
     if not isinstance(location, DataDir):
         raise ConfigError(f"unsupported data location {location.name}")
     return approvals.open_proposals(location, key=key)
+
+
+REPLICA_DIR_ENV = "FHIRGATE_REPLICA_DIR"
+REPLICA_SECRET = "analytics-replica"  # noqa: S105 - the name of a secret, not one
+
+
+def replica_base() -> Path:
+    """Where analytics replicas live on this host: $FHIRGATE_REPLICA_DIR, else $XDG_CACHE_HOME/fhirgate/replicas."""
+    chosen = os.environ.get(REPLICA_DIR_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "fhirgate" / "replicas"
+
+
+def open_view_replica(location: Location, store: object) -> ViewReplica:
+    """The analytics views of a PostgreSQL location's store: a local replica, encrypted with a location secret.
+
+    The key is the location's `analytics-replica` secret (kept in the database, or in $FHIRGATE_KEYS_DIR), so a
+    copied replica file is unreadable without it. ConfigError for a store without a change feed.
+    """
+    from fhirgate.analytics.views.replica import ViewReplica, replica_dir
+    from fhirgate.store.postgres.changes import PgChangeFeed
+
+    connection = getattr(store, "connection_args", None)
+    if not location.is_database or not callable(connection):
+        raise ConfigError("an analytics replica needs the PostgreSQL store of a database location")
+    url, schema = connection()
+    folder = replica_dir(replica_base(), f"{location.name}#{schema}")
+    return ViewReplica(folder, PgChangeFeed(url, schema), key=location.secret(REPLICA_SECRET).hex())

@@ -23,6 +23,7 @@ from fhirgate.analytics.sql.deid_views import DeidContext
 from fhirgate.analytics.sql.limits import SqlLimits
 from fhirgate.analytics.sql.policy import ViewGrant, confined_patients, grant_views
 from fhirgate.analytics.sql.sandbox import SqlSandbox
+from fhirgate.analytics.views.replica import ViewReplica
 from fhirgate.core.policy.rowscope import RowScope
 from fhirgate.errors import ConfigError, InvalidInput
 from fhirgate.service.auditing import AuditWriter, Trail, run_audited
@@ -83,25 +84,51 @@ class SqlTrail:
 class Analytics:
     """The three SQL use cases over one store's views."""
 
-    def __init__(self, sandbox: SqlSandbox, audit: AuditWriter, pager: Pager) -> None:
+    def __init__(
+        self, sandbox: SqlSandbox, audit: AuditWriter, pager: Pager, *, replica: ViewReplica | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.audit = audit
         self.pager = pager
+        self.replica = replica
 
     @classmethod
     def for_store(
-        cls, store: FhirStore, audit: AuditWriter, pager: Pager, limits: SqlLimits | None = None
+        cls,
+        store: FhirStore,
+        audit: AuditWriter,
+        pager: Pager,
+        limits: SqlLimits | None = None,
+        *,
+        replica: Callable[[], ViewReplica] | None = None,
     ) -> Analytics:
-        """Analytics over the SQLite store's file (other backends have no views yet)."""
+        """Analytics over the SQLite store's file, or over the views replica `replica` opens (a PostgreSQL store).
+
+        The replica catches up with its source before every call reads the catalog (SqlSandbox before_read).
+        """
         reopen = getattr(store, "reopen_args", None)
-        if not callable(reopen):
-            raise ConfigError("SQL analytics needs the SQLite store")
-        path, key = reopen()
-        return cls(SqlSandbox(path, key=key, limits=limits), audit, pager)
+        if callable(reopen):
+            path, key = reopen()
+            return cls(SqlSandbox(path, key=key, limits=limits), audit, pager)
+        if replica is None:
+            raise ConfigError("SQL analytics needs the SQLite store or a views replica")
+        views = replica()
+        try:
+            sandbox = SqlSandbox(
+                views.path, key=views.store.reopen_args()[1], limits=limits, before_read=views.catch_up
+            )
+        except BaseException:
+            views.close()
+            raise
+        return cls(sandbox, audit, pager, replica=views)
 
     def close(self) -> None:
-        """Close the sandbox connections."""
-        self.sandbox.close()
+        """Close the sandbox connections (and the replica)."""
+        try:
+            self.sandbox.close()
+        finally:
+            if self.replica is not None:
+                self.replica.close()
 
     # -- the audited execution path (as Gateway._run) ------------------------------------------------
 

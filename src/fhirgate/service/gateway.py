@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fhirgate.analytics.sql.deid_views import DeidContext
+from fhirgate.analytics.views.replica import ViewReplica
 from fhirgate.audit.chain import AuditStore
 from fhirgate.audit.disclosures import accounting
 from fhirgate.core.fhir.definitions import SUPPORTED_TYPES
@@ -47,12 +48,16 @@ T = TypeVar("T")
 ANALYTICS_TOOLS = frozenset({"list_views", "describe_view", "query_sql", "run_report"})
 
 
-def unavailable_tools(store: FhirStore) -> dict[str, str]:
-    """Tools this store cannot serve, each with why: SQL views live only in the SQLite store (not PostgreSQL or a
-    remote FHIR server, yet), and a remote FHIR backend (`embedded = False`) takes no writes."""
+def unavailable_tools(store: FhirStore, *, views_replica: bool = False) -> dict[str, str]:
+    """Tools this store cannot serve, each with why: SQL views need the SQLite store or, for PostgreSQL, a views
+    replica (not a remote FHIR server, yet), and a remote FHIR backend (`embedded = False`) takes no writes."""
     out: dict[str, str] = {}
-    if not callable(getattr(store, "reopen_args", None)):
-        out.update(dict.fromkeys(ANALYTICS_TOOLS, "SQL views and reports need the SQLite store of a data directory"))
+    if not callable(getattr(store, "reopen_args", None)) and not views_replica:
+        out.update(
+            dict.fromkeys(
+                ANALYTICS_TOOLS, "SQL views and reports need fhirgate's own store (a data directory or PostgreSQL)"
+            )
+        )
     if getattr(store, "embedded", True) is False:
         out.update(dict.fromkeys(WRITE_TOOLS, "a remote FHIR backend is read-only (writes need fhirgate's own store)"))
     return out
@@ -71,11 +76,13 @@ class Gateway(WriteUseCases, FhirApiUseCases):
         pseudonym_secret: bytes | None = None,
         proposals: Proposals | None = None,
         request_state_key: bytes | None = None,
+        views_replica: Callable[[], ViewReplica] | None = None,
     ) -> None:
         """`governance` applies a policy file; by default the shipped default policy (docs/policy.md).
         `pseudonym_secret` keys de-identified ids (default: derived from the cursor secret); `proposals`
         holds write proposals (without one, write tools answer that this server cannot take writes);
-        `request_state_key` seals write confirmations' MCP requestState (shared by every worker)."""
+        `request_state_key` seals write confirmations' MCP requestState (shared by every worker); `views_replica`
+        opens the analytics views of a store that keeps none itself (PostgreSQL), on first use."""
         self.store = store
         self._pseudonym_key = pseudonym_secret or hmac.new(cursor_secret, b"fhirgate pseudonyms", "sha256").digest()
         self._sink = audit
@@ -87,11 +94,12 @@ class Gateway(WriteUseCases, FhirApiUseCases):
         self._analytics_lock = threading.Lock()
         self.writes = WriteDesk(store, proposals)
         self.request_state_key = request_state_key
+        self._views_replica = views_replica
 
     @functools.cached_property
     def unavailable_tools(self) -> dict[str, str]:
         """Tools this backend cannot serve (hidden from tools/list, refused with the reason when called)."""
-        return unavailable_tools(self.store)
+        return unavailable_tools(self.store, views_replica=self._views_replica is not None)
 
     @property
     def audit_sink(self) -> AuditSink:
@@ -347,7 +355,9 @@ class Gateway(WriteUseCases, FhirApiUseCases):
         """The SQL analytics use cases over this gateway's store, built on first use."""
         with self._analytics_lock:
             if self._analytics is None:
-                self._analytics = Analytics.for_store(self.store, self.audit, self._env.pager)
+                self._analytics = Analytics.for_store(
+                    self.store, self.audit, self._env.pager, replica=self._views_replica
+                )
             return self._analytics
 
     def list_views(self, ctx: RequestContext) -> dict[str, Any]:

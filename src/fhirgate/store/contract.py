@@ -7,7 +7,7 @@ never depend on which backend they talk to.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
@@ -141,6 +141,21 @@ class PreparedWriter(Protocol):
 
 # One resource written in a transaction: (store rowid, resource type, its new body; None when deleted).
 ResourceChange = tuple[int, str, Resource | None]
+
+# One change another store reports to a replica (SqliteStore.mirror): (resource type, id, body; None when deleted).
+MirrorChange = tuple[str, str, Resource | None]
+# A replica's pull: given its position in the source (None: none yet) and the types it keeps (None: all), yield
+# the changed resources in chunks and return the new position (e.g. store.postgres.changes.PgChangeFeed.pull).
+MirrorPull = Callable[[str | None, frozenset[str] | None], Generator[list[MirrorChange], None, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Mirrored:
+    """What one SqliteStore.mirror call did: changes applied, the position reached, the types kept (None: all)."""
+
+    applied: int
+    position: str
+    types: frozenset[str] | None
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,8 +94,20 @@ def _table_name_ok(name: str) -> bool:
 class SqlSandbox:
     """A small pool of sandbox connections over one store file."""
 
-    def __init__(self, path: Path, *, key: str | None = None, limits: SqlLimits | None = None, pool: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        key: str | None = None,
+        limits: SqlLimits | None = None,
+        pool: int = 4,
+        before_read: Callable[[], object] | None = None,
+    ) -> None:
+        """A sandbox over the store file at `path`; `before_read` runs first in every catalog() (every use case
+        reads the catalog first), e.g. an analytics replica catching up with its source (analytics/views/replica.py).
+        """
         self.path = Path(path)
+        self._before_read = before_read
         self._key = key
         self.limits = limits or SqlLimits()
         self._idle: list[_Session] = []
@@ -198,6 +210,8 @@ class SqlSandbox:
 
     def catalog(self) -> dict[str, ViewInfo]:
         """The views that exist in the store now (definitions whose tables are materialized)."""
+        if self._before_read is not None:
+            self._before_read()
         try:
             with self._session() as session:
                 self._setup_mode(session)

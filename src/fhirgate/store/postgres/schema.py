@@ -6,16 +6,41 @@ patient compartment owner of the resource (NULL for shared resources such as Pra
 tables can be distributed by patient and co-located (Citus; see docs/postgres.md). Text columns use
 the "C" collation: byte order, as SQLite's BINARY, so sorting and prefix ranges match that backend.
 NULL system, code, target type and id are stored as "" exactly as SQLite stores them.
+
+`resources.txid` is the id of the transaction that last wrote the row (every insert, update and delete sets it),
+the change feed an analytics replica catches up from (store/postgres/changes.py): with PostgreSQL's snapshot
+functions it tells exactly which rows changed since an earlier snapshot, even with transactions committing out of
+order (PostgreSQL docs §9.27.5, Transaction ID and Snapshot Information Functions).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-SCHEMA_VERSION = "1"
+Conn = psycopg.Connection[tuple[Any, ...]]
+SCHEMA_VERSION = "3"
+# lz4 TOAST compression of the JSON bodies where the server is built with lz4 (PostgreSQL docs §73.2, TOAST, and
+# ALTER TABLE ... SET COMPRESSION: only values written afterwards use it). Cheaper than the default pglz to
+# compress on write (measured in docs/postgres.md); a server without lz4 keeps pglz.
+_LZ4 = """DO $$ BEGIN
+IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
+    ALTER TABLE resources ALTER COLUMN body SET COMPRESSION lz4;
+    ALTER TABLE history ALTER COLUMN body SET COMPRESSION lz4;
+END IF;
+END $$"""
+# v2 added resources.txid (see below); a v1 schema is migrated in place when a store opens it.
+# v3 set lz4 compression on the bodies (_LZ4). Migrations chain: "1" runs, then "2", up to SCHEMA_VERSION.
+_MIGRATIONS = {
+    "1": ("ALTER TABLE resources ADD COLUMN IF NOT EXISTS txid xid8 NOT NULL DEFAULT pg_current_xact_id()",),
+    "2": (_LZ4,),
+}
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Table name per IndexRows field.
@@ -60,10 +85,9 @@ CREATE TABLE IF NOT EXISTS resources(
     deleted BOOLEAN NOT NULL DEFAULT FALSE,
     patient_key TEXT COLLATE "C",
     body JSONB NOT NULL,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
     UNIQUE (type, id)
 );
-CREATE INDEX IF NOT EXISTS resources_type_live ON resources(type, deleted, rid);
-CREATE INDEX IF NOT EXISTS resources_patient ON resources(patient_key);
 CREATE TABLE IF NOT EXISTS history(
     rid BIGINT NOT NULL,
     version INTEGER NOT NULL,
@@ -95,6 +119,8 @@ CREATE TABLE IF NOT EXISTS compartment(rid BIGINT NOT NULL, patient_key TEXT COL
 # BTREE indexes: one on rid per row table (deletes on update), one "value" index per table serving searches
 # (param first, so a lookup is already restricted to one resource type), as in the SQLite schema.
 INDEXES: dict[str, str] = {
+    "resources_type_live": "resources(type, deleted, rid)",
+    "resources_patient": "resources(patient_key)",
     **{f"{t}_rid": f"{t}(rid)" for t in ROW_TABLES},
     "ix_token_v": "ix_token(param, code, system)",
     "ix_token_text_v": "ix_token_text(param, text)",
@@ -106,6 +132,7 @@ INDEXES: dict[str, str] = {
     "ix_number_v": "ix_number(param, value)",
     "ix_uri_v": "ix_uri(param, uri)",
     "compartment_v": "compartment(patient, rid)",
+    "resources_txid": "resources(txid)",
 }
 
 
@@ -118,13 +145,91 @@ def create_schema(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> 
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (schema,))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        stored = None
+        if conn.execute("SELECT to_regclass('store_meta')").fetchone() != (None,):
+            stored = conn.execute("SELECT value FROM store_meta WHERE key = 'schema'").fetchone()
+        if stored is not None and stored[0] in _MIGRATIONS:  # migrate before the current DDL refers to new columns
+            version = stored[0]
+            while version in _MIGRATIONS:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(sql.SQL(statement))  # fixed text, no values
+                version = str(int(version) + 1)
+            conn.execute("UPDATE store_meta SET value = %s WHERE key = 'schema'", (SCHEMA_VERSION,))
+            stored = (SCHEMA_VERSION,)
+        if stored is not None and stored[0] != SCHEMA_VERSION:
+            raise ValueError(f"store schema {stored[0]} is not the supported version {SCHEMA_VERSION}")
         for statement in _TABLES.split(";"):
             if statement.strip():
                 conn.execute(sql.SQL(statement.strip()))  # fixed text, no values
         for name, target in INDEXES.items():
             conn.execute(sql.SQL(f"CREATE INDEX IF NOT EXISTS {name} ON {target}"))
-        row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema'").fetchone()
-        if row is None:
+        if stored is None:
+            conn.execute(sql.SQL(_LZ4))  # fixed text, no values
             conn.execute("INSERT INTO store_meta(key, value) VALUES ('schema', %s)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise ValueError(f"store schema {row[0]} is not the supported version {SCHEMA_VERSION}")
+
+
+# Kept through an initial load: resources_txid (the change feed's) and ix_token_v, through which conditional
+# references resolve while loading (as SQLite's LOOKUP_INDEXES). The primary keys and UNIQUE (type, id), which
+# version lookups use, are constraints and never dropped.
+LOAD_KEPT = frozenset({"resources_txid", "ix_token_v"})
+
+
+def drop_load_indexes(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Drop every index of INDEXES but LOAD_KEPT, in the caller's transaction (before an initial load).
+
+    Maintaining a BTREE row by row costs more than building it once by sorting (PostgreSQL docs §14.4.3,
+    Remove Indexes), so an initial load drops them and rebuild_after_load builds them at its end.
+    """
+    for name in INDEXES:
+        if name not in LOAD_KEPT:
+            conn.execute(sql.SQL(f"DROP INDEX IF EXISTS {name}"))  # fixed names, no values
+
+
+def index_tables() -> dict[str, list[str]]:
+    """The CREATE INDEX IF NOT EXISTS statements of INDEXES per table (fixed text), for rebuilding table by table."""
+    out: dict[str, list[str]] = {}
+    for name, target in INDEXES.items():
+        out.setdefault(target.split("(")[0], []).append(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
+    return out
+
+
+def rebuild_tables(conn: psycopg.Connection[tuple[object, ...]], tables: Sequence[str]) -> None:
+    """Create the absent indexes of `tables`, then ANALYZE each, in one transaction with more sort memory.
+
+    maintenance_work_mem bounds each index build's sort (PostgreSQL docs §14.4.5, Increase maintenance_work_mem).
+    """
+    statements = index_tables()
+    with conn.transaction():
+        conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        for table in tables:
+            for statement in statements.get(table, []):
+                conn.execute(sql.SQL(statement))  # fixed text, no values
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
+def rebuild_after_load(connection: Callable[[], AbstractContextManager[Conn]], lanes: int) -> None:
+    """Indexes and ANALYZE of every table after an initial load, in `lanes` connections from `connection`.
+
+    Tables go to the lanes largest first, each to the least loaded lane (by heap size); each lane is one
+    transaction on its own connection: index builds are CPU-bound sorts, so two lanes use both cores of a small
+    machine. A lane that fails leaves its indexes absent until the next create_schema (its CREATE INDEX IF NOT
+    EXISTS) builds them.
+    """
+    tables = ["resources", "history", *ROW_TABLES]
+    with connection() as conn:
+        found = conn.execute("SELECT t, pg_relation_size(t) FROM unnest(%s::text[]) AS t", (tables,)).fetchall()
+    sizes = {str(t): int(n or 0) for t, n in found}
+    split: list[list[str]] = [[] for _ in range(max(1, lanes))]
+    load = [0] * len(split)
+    for table in sorted(tables, key=lambda t: -sizes.get(t, 0)):
+        k = load.index(min(load))
+        split[k].append(table)
+        load[k] += sizes.get(table, 0)
+
+    def run(lane: list[str]) -> None:
+        with connection() as conn:
+            rebuild_tables(conn, lane)
+
+    with ThreadPoolExecutor(len(split)) as pool:
+        for done in [pool.submit(run, lane) for lane in split]:
+            done.result()

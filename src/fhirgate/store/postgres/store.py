@@ -38,7 +38,14 @@ from fhirgate.store.contract import (
 )
 from fhirgate.store.postgres import query as q
 from fhirgate.store.postgres.pool import OPEN_ERRORS, open_pool
-from fhirgate.store.postgres.schema import ROW_TABLES, SCHEMA_RE, create_schema
+from fhirgate.store.postgres.schema import (
+    ROW_TABLES,
+    SCHEMA_RE,
+    SCHEMA_VERSION,
+    create_schema,
+    drop_load_indexes,
+    rebuild_after_load,
+)
 from fhirgate.store.postgres.writer import delete_index_rows, write_batch, write_prepared
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -87,11 +94,13 @@ class PostgresStore:
         self._schema = schema
         self._url = url
         self._local = threading.local()
+        self._initial = False  # inside initial_load: load transactions commit without waiting for the WAL flush
+        self._analyzed = False  # initial_load's exit ran ANALYZE and this store has not written since
         try:
             self._pool = open_pool(url, schema, name=f"fhirgate-{schema}", size=pool_size)
         except OPEN_ERRORS:
             raise StoreError(f"cannot connect to PostgreSQL (schema {schema})") from None
-        if create:
+        if create or self._outdated():  # an older schema is migrated in place whoever opens it first (serve too)
             try:
                 with self._pool.connection() as conn:
                     create_schema(conn, schema)
@@ -100,16 +109,57 @@ class PostgresStore:
                 detail = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
                 raise StoreError(f"cannot initialise store schema {schema}: {detail}") from None
 
+    def _outdated(self) -> bool:
+        """Whether the schema holds a store of another schema version (create_schema migrates it or says why not)."""
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT value FROM store_meta WHERE key = 'schema'").fetchone()
+        except psycopg.Error:
+            return False  # no store here: reads fail as before; the location layer reports a missing store
+        return row is not None and row[0] != SCHEMA_VERSION
+
     def refresh_statistics(self) -> None:
         """ANALYZE every table after a bulk load, so the planner sees the new row counts at once.
 
         Until autovacuum gets to it, a freshly loaded schema keeps the statistics of an empty one, and the planner
         then drives a compartment search from a whole index table (measured on 1,000 demo patients: the summary's
-        vital-signs search took 1,114 ms before ANALYZE and 1.8 ms after).
+        vital-signs search took 1,114 ms before ANALYZE and 1.8 ms after). Skipped once right after initial_load,
+        whose exit ANALYZEd every table, if this store has written nothing since (load_paths calls both).
         """
+        if self._analyzed:  # initial_load's exit just did, and nothing was written through this store since
+            self._analyzed = False
+            return
         with self._errors("analyze"), self._pool.connection() as conn:
             for table in ("resources", "history", *ROW_TABLES):
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+    def is_empty(self) -> bool:
+        """True when the store holds no resource (not even a deleted one)."""
+        with self._errors("is_empty"), self._conn() as conn:
+            return conn.execute("SELECT 1 FROM resources LIMIT 1").fetchone() is None
+
+    @contextmanager
+    def initial_load(self) -> Iterator[None]:
+        """A first load into an EMPTY store: search indexes built once at the end; InvalidInput if not empty.
+
+        Inside, the indexes but schema.LOAD_KEPT are dropped (searches stay correct, scanning) and
+        write_prepared commits with synchronous_commit off: each batch stays all-or-nothing, but a server crash
+        may lose the last batches reported as committed (PostgreSQL docs §30.4, Asynchronous Commit). On exit,
+        also on error: every index rebuilt (its synchronous commit flushes the WAL of all earlier batches too)
+        and ANALYZE. Interrupted before that, the next PostgresStore(create=True) on the schema rebuilds them.
+        """
+        with self._errors("initial_load"), self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM resources LIMIT 1").fetchone() is not None:
+                raise InvalidInput("store", "initial_load needs an empty store", "a new schema")
+            drop_load_indexes(conn)
+        self._initial = True
+        try:
+            yield
+        finally:
+            self._initial = False
+            with self._errors("initial_load"):
+                rebuild_after_load(self._pool.connection, min(2, self._pool.max_size))
+            self._analyzed = True
 
     def connection_args(self) -> tuple[str, str]:
         """(url, schema) for a worker process that opens its own store (PostgresStore(..., create=False))."""
@@ -136,6 +186,7 @@ class PostgresStore:
     def _transaction(self) -> Iterator[Conn]:
         if getattr(self._local, "tx", None) is not None:
             raise StoreError("write refused: a write transaction is already open on this thread (a precondition?)")
+        self._analyzed = False
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, %s))", (self._schema, _WRITE_LOCK_SEED))
             self._local.tx = conn
@@ -273,6 +324,8 @@ class PostgresStore:
         if not items:
             return 0
         with self._errors("write"), self._transaction() as conn:
+            if self._initial:  # see initial_load
+                conn.execute("SET LOCAL synchronous_commit = off")
             return write_prepared(conn, items, now_instant())
 
     def delete(self, resource_type: str, id: str, *, expect_version: int | None = None) -> bool:
@@ -300,7 +353,7 @@ class PostgresStore:
             stamp = datetime.fromisoformat(now.replace("Z", "+00:00"))
             conn.execute(
                 "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = TRUE,"
-                " body = %s::jsonb WHERE rid = %s",
+                " body = %s::jsonb, txid = pg_current_xact_id() WHERE rid = %s",
                 (version, stamp, stamp.timestamp(), orjson.dumps(tomb).decode(), rid),
             )
         return True

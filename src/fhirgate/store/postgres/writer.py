@@ -139,7 +139,7 @@ def _store_round(conn: Conn, inserts: list[tuple[Any, ...]], updates: list[tuple
         with conn.cursor() as cur:
             cur.executemany(
                 "UPDATE resources SET version = %s, last_updated = %s, lue = %s, deleted = FALSE,"
-                " patient_key = %s, body = %s::jsonb WHERE rid = %s",
+                " patient_key = %s, body = %s::jsonb, txid = pg_current_xact_id() WHERE rid = %s",
                 updates,
             )
     if inserts:
@@ -175,6 +175,7 @@ def _new_rids(conn: Conn, n: int) -> list[int]:
 
 
 def _copy(conn: Conn, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """COPY rows into table (text format)."""
     with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
@@ -187,25 +188,36 @@ def delete_index_rows(conn: Conn, rids: list[int]) -> None:
 
 
 def _write_index(conn: Conn, keys: list[tuple[str, str]], rids: list[int], index: list[IndexRows]) -> None:
-    rows: dict[str, set[tuple[Any, ...]]] = {table: set() for table in ROW_TABLES}
+    """COPY every index and compartment row of the round, grouped by resource in round order (rid order for new
+    rows); duplicates within a resource are dropped (rows of different resources differ by rid)."""
+    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in ROW_TABLES}
     tok, ttx, sx, dt = rows["ix_token"], rows["ix_token_text"], rows["ix_string"], rows["ix_date"]
     ref, qty, num, uri = rows["ix_reference"], rows["ix_quantity"], rows["ix_number"], rows["ix_uri"]
     comp = rows["compartment"]
     for (rtype, _), rid, ix in zip(keys, rids, index, strict=True):
         k = patient_key(ix)
         p = f"{rtype}."
-        tok.update((rid, k, p + a, b or "", c or "") for a, b, c in ix.token)
-        ttx.update((rid, k, p + a, b) for a, b in ix.token_text)
-        sx.update((rid, k, p + a, b, c) for a, b, c in ix.string)
-        dt.update((rid, k, p + a, b, c) for a, b, c in ix.date)
-        ref.update((rid, k, p + a, b or "", c or "", d) for a, b, c, d in ix.reference)
-        qty.update((rid, k, p + a, b, c or "", d or "") for a, b, c, d in ix.quantity)
-        num.update((rid, k, p + a, b) for a, b in ix.number)
-        uri.update((rid, k, p + a, b) for a, b in ix.uri)
-        comp.update((rid, k, patient) for patient in ix.patients)
+        if ix.token:
+            tok.extend({(rid, k, p + a, b or "", c or "") for a, b, c in ix.token})
+        if ix.token_text:
+            ttx.extend({(rid, k, p + a, b) for a, b in ix.token_text})
+        if ix.string:
+            sx.extend({(rid, k, p + a, b, c) for a, b, c in ix.string})
+        if ix.date:
+            dt.extend({(rid, k, p + a, b, c) for a, b, c in ix.date})
+        if ix.reference:
+            ref.extend({(rid, k, p + a, b or "", c or "", d) for a, b, c, d in ix.reference})
+        if ix.quantity:
+            qty.extend({(rid, k, p + a, b, c or "", d or "") for a, b, c, d in ix.quantity})
+        if ix.number:
+            num.extend({(rid, k, p + a, b) for a, b in ix.number})
+        if ix.uri:
+            uri.extend({(rid, k, p + a, b) for a, b in ix.uri})
+        if ix.patients:
+            comp.extend({(rid, k, patient) for patient in ix.patients})
     for table, batch in rows.items():
         if batch:
-            _copy(conn, table, ("rid", "patient_key", *ROW_COLUMNS[table]), sorted(batch, key=lambda r: r[0]))
+            _copy(conn, table, ("rid", "patient_key", *ROW_COLUMNS[table]), batch)
 
 
 assert param_key("A", "b") == "A.b"  # index rows name parameters as query.param_key does

@@ -25,6 +25,9 @@ from fhirgate.errors import FhirgateError, InvalidInput, StoreError
 from fhirgate.store.contract import (
     DerivedTables,
     Expectation,
+    MirrorChange,
+    Mirrored,
+    MirrorPull,
     PreparedResource,
     Resource,
     SearchPage,
@@ -46,7 +49,7 @@ from fhirgate.store.sqlite.writer import (
     ChangeLog,
     ParamIds,
     TableRows,
-    delete_index_rows,
+    tombstone,
     write_batch,
     write_prepared,
     write_rows,
@@ -377,32 +380,66 @@ class SqliteStore:
         pins: list[Expectation] = []
         if expect_version is not None:
             pins.append((resource_type, id, check_version(expect_version)))
-        now = now_instant()
-        epoch = parse_date_range(now)[0]
         with self._errors("delete"), self._transaction() as conn:
             _enforce(conn, pins)
-            row = conn.execute(
-                "SELECT rid, version FROM resources WHERE type = ? AND id = ? AND deleted = 0", (resource_type, id)
-            ).fetchone()
-            if row is None:
-                return False
-            rid, version = int(row[0]), int(row[1]) + 1
             changes = self._changes(conn)
-            if changes is not None and resource_type in changes.watch:
-                changes.items.append((rid, resource_type, None))
+            deleted = self._delete(conn, resource_type, id, now_instant(), changes)
             self._derive(conn, changes)
-            conn.execute(
-                "INSERT INTO history(rid, version, lu, deleted, body)"
-                " SELECT rid, version, lu, deleted, body FROM resources WHERE rid = ?",
-                (rid,),
-            )
-            delete_index_rows(conn, [(rid,)])
-            tomb = {"resourceType": resource_type, "id": id, "meta": {"versionId": str(version), "lastUpdated": now}}
-            conn.execute(
-                "UPDATE resources SET version = ?, lu = ?, lue = ?, deleted = 1, body = ? WHERE rid = ?",
-                (version, now, epoch, orjson.dumps(tomb).decode(), rid),
-            )
+        return deleted
+
+    def _delete(self, conn: apsw.Connection, resource_type: str, id: str, now: str, changes: ChangeLog | None) -> bool:
+        """Inside a write transaction: delete the live resource, logging it for the derived tables; False if none."""
+        row = conn.execute(
+            "SELECT rid, version FROM resources WHERE type = ? AND id = ? AND deleted = 0", (resource_type, id)
+        ).fetchone()
+        if row is None:
+            return False
+        rid = int(row[0])
+        if changes is not None and resource_type in changes.watch:
+            changes.items.append((rid, resource_type, None))
+        tombstone(conn, rid, resource_type, id, int(row[1]) + 1, now)
         return True
+
+    def mirror(self, key: str, pull: MirrorPull) -> Mirrored:
+        """Catch this store up with another store's changes in one write transaction (Mirrored says what it did).
+
+        `key` names the store_meta row holding the position reached in the source; `pull` gets it (None at
+        first) and the types the derived tables watch (None without derived tables: all types), yields the
+        changed resources in chunks and returns the new position, stored in the same transaction as the
+        changes. An analytics replica of a PostgreSQL store is kept this way (analytics/views/replica.py).
+        Versions here are this store's own. Concurrent callers (other processes too) are serialized by the
+        write lock, and each reads the position inside it, so no change is applied twice or skipped.
+        """
+        applied = 0
+        with self._errors("mirror"), self._transaction() as conn:
+            self._params.load(conn)  # another process may have registered search parameters meanwhile
+            row = conn.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
+            types = self._derived.watched(conn) if self._derived is not None else None
+            source = pull(None if row is None else str(row[0]), types)
+            try:
+                while True:
+                    try:
+                        chunk = next(source)
+                    except StopIteration as end:
+                        position = str(end.value)
+                        break
+                    applied += self._apply_mirrored(conn, chunk)
+            finally:
+                source.close()
+            conn.execute("INSERT OR REPLACE INTO store_meta(key, value) VALUES (?, ?)", (key, position))
+        return Mirrored(applied, position, types)
+
+    def _apply_mirrored(self, conn: apsw.Connection, chunk: Sequence[MirrorChange]) -> int:
+        now = now_instant()
+        changes = self._changes(conn)
+        upserts = [body for _, _, body in chunk if body is not None]
+        if upserts:
+            write_batch(conn, self._params, upserts, _extract(upserts), now, changes)
+        for rtype, id_, body in chunk:
+            if body is None:
+                self._delete(conn, rtype, id_, now, changes)
+        self._derive(conn, changes)
+        return len(chunk)
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

@@ -338,6 +338,25 @@ def delete_index_rows(conn: apsw.Connection, rids: list[tuple[int]]) -> None:
         conn.executemany(f"DELETE FROM {table} WHERE rid = ?", rids)
 
 
+def tombstone(conn: apsw.Connection, rid: int, resource_type: str, id: str, version: int, now: str) -> None:
+    """Delete a resource as version `version`: its current version to history, index rows gone, a deletion marker.
+
+    FHIR R4 §3.1.0.7 (delete): the history keeps every version; a read afterwards finds the resource gone.
+    """
+    epoch = datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+    conn.execute(
+        "INSERT INTO history(rid, version, lu, deleted, body) SELECT rid, version, lu, deleted, body FROM resources"
+        " WHERE rid = ?",
+        (rid,),
+    )
+    delete_index_rows(conn, [(rid,)])
+    tomb = {"resourceType": resource_type, "id": id, "meta": {"versionId": str(version), "lastUpdated": now}}
+    conn.execute(
+        "UPDATE resources SET version = ?, lu = ?, lue = ?, deleted = 1, body = ? WHERE rid = ?",
+        (version, now, epoch, orjson.dumps(tomb).decode(), rid),
+    )
+
+
 def _write_index(
     conn: apsw.Connection,
     params: ParamIds,
