@@ -153,3 +153,21 @@ def test_a_deleted_replica_file_is_rebuilt_with_the_same_views(pg: PgPractice, w
     assert after == before
     assert ["pr-1", "Changed"] in after[0]
     assert all(r[0] != "ap-pt-1-0" for r in after[2])
+
+
+def test_writes_of_types_no_view_reads_advance_the_position_without_a_mirror(pg: PgPractice) -> None:
+    """A probe that finds nothing to apply moves the replica's position to now, so writes of types the views do
+    not read are not rescanned by every later probe; a later write of a viewed type is still applied."""
+    replica = open_view_replica(pg.location, pg.store)
+    try:
+        kept = replica._types
+        assert kept is not None and "Organization" not in kept and "Practitioner" in kept
+        before = replica._position
+        pg.store.write([{"resourceType": "Organization", "id": f"org-{i}", "name": f"Org {i}"} for i in range(5)])
+        assert replica.catch_up() == 0
+        assert replica._position is not None and replica._position != before
+        pg.store.write([practitioner("pr-after", "Later")])
+        assert replica.catch_up() == 1
+        assert ("pr-after", "Later") in replica_rows(replica.path, replica.key, PRAC_SQL)
+    finally:
+        replica.close()

@@ -36,10 +36,10 @@ async def test_a_refused_catch_up_is_a_clear_audited_tool_error(
             assert not ok.is_error
             pg.store.write([practitioner("pr-1", "Unseen")])
 
-            def refused(self: PgChangeFeed, snapshot: str, types: Collection[str] | None) -> bool:
+            def refused(self: PgChangeFeed, snapshot: str, types: Collection[str] | None) -> str | None:
                 raise StoreError("change feed failed: OperationalError")
 
-            monkeypatch.setattr(PgChangeFeed, "changed_since", refused)
+            monkeypatch.setattr(PgChangeFeed, "unchanged_until", refused)
             before = gw.audit_sink.count()  # type: ignore[attr-defined]
             for tool, args in (
                 ("query_sql", {"sql": SQL}),

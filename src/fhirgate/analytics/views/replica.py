@@ -34,8 +34,8 @@ FILE = "views.db"
 class ChangeSource(Protocol):
     """Where a replica's changes come from (store.postgres.changes.PgChangeFeed)."""
 
-    def changed_since(self, snapshot: str, types: Collection[str] | None) -> bool:
-        """Whether anything of `types` (None: any type) changed since `snapshot`."""
+    def unchanged_until(self, snapshot: str, types: Collection[str] | None) -> str | None:
+        """The current snapshot when nothing of `types` (None: any type) changed since `snapshot`, else None."""
         ...
 
     def pull(self, snapshot: str | None, types: Collection[str] | None) -> Generator[list[MirrorChange], None, str]:
@@ -81,8 +81,11 @@ class ViewReplica:
         When nothing changed this is one index probe in PostgreSQL and no write here.
         """
         with self._lock:
-            if self._position is not None and not self._source.changed_since(self._position, self._types):
-                return 0
+            if self._position is not None:
+                unchanged = self._source.unchanged_until(self._position, self._types)
+                if unchanged is not None:  # nothing to apply: later probes start from now
+                    self._position = unchanged
+                    return 0
             mirrored = self.store.mirror(POSITION, self._source.pull)
             self._position, self._types = mirrored.position, mirrored.types
             return mirrored.applied

@@ -50,12 +50,19 @@ class PgChangeFeed:
         """Close the connection."""
         self._pool.close()
 
-    def changed_since(self, snapshot: str, types: Collection[str] | None) -> bool:
-        """Whether any resource (of `types`; None: any type) changed since `snapshot`: one index probe."""
+    def unchanged_until(self, snapshot: str, types: Collection[str] | None) -> str | None:
+        """The current snapshot when nothing (of `types`; None: any type) changed since `snapshot`, else None.
+
+        One statement, so the probe and the snapshot it returns agree (a statement's snapshot, PostgreSQL docs
+        §13.2.1): a reader may then take that snapshot as its position, and later probes do not rescan the rows
+        of types it does not keep, however many are written.
+        """
         where, args = _where(snapshot, types)
+        probe = f"SELECT pg_current_snapshot()::text, EXISTS (SELECT 1 FROM resources WHERE {where})"  # noqa: S608
         with self._errors(), self._lock, self._pool.connection() as conn:
-            row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM resources WHERE {where})", args).fetchone()  # noqa: S608
-        return bool(row and row[0])
+            row = conn.execute(probe, args).fetchone()
+        assert row is not None
+        return None if row[1] else str(row[0])
 
     def pull(self, snapshot: str | None, types: Collection[str] | None) -> Generator[list[MirrorChange], None, str]:
         """Yield the resources changed since `snapshot` (None: every live one) in chunks; return the new snapshot.
